@@ -1,0 +1,3 @@
+"""kimibot core: everything that is not platform-specific."""
+
+__version__ = "0.1.0"

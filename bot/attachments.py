@@ -1,0 +1,128 @@
+"""Turns incoming files into what Kimi can read: normalized images, extracted text, or a clear refusal."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+from bot.config import ContextConfig, ImageConfig
+from bot.images import ImageRejected, is_image_type, normalize_image
+from bot.kimi import KimiClient, KimiError
+from bot.types import IncomingAttachment
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+SUPPORTED = "images (PNG, JPEG, WebP, GIF), text files and PDFs"
+TEXT_SUFFIXES = frozenset({
+    ".txt", ".md", ".markdown", ".csv", ".tsv", ".json", ".log", ".yaml", ".yml", ".toml", ".ini", ".xml", ".html",
+    ".py", ".js", ".ts", ".go", ".rs", ".java", ".c", ".h", ".cpp", ".cs", ".rb", ".php", ".sh", ".sql", ".kt",
+    ".swift", ".css", ".scss", ".diff", ".patch", ".env.example", ".cfg",
+})
+MAX_FILE_BYTES = 20_000_000
+
+
+@dataclass(slots=True)
+class ProcessedAttachments:
+    image_ids: list[int] = field(default_factory=list)
+    file_texts: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.image_ids or self.file_texts)
+
+
+def _is_text(filename: str, mime: str | None) -> bool:
+    return (mime or "").startswith("text/") or PurePath(filename.lower()).suffix in TEXT_SUFFIXES
+
+
+def _is_pdf(filename: str, mime: str | None) -> bool:
+    return mime == "application/pdf" or filename.lower().endswith(".pdf")
+
+
+class AttachmentProcessor:
+    def __init__(self, *, store: Store, kimi: KimiClient, images: ImageConfig, context: ContextConfig) -> None:
+        self._store = store
+        self._kimi = kimi
+        self._images = images
+        self._context = context
+
+    async def process(self, attachments: tuple[IncomingAttachment, ...]) -> ProcessedAttachments:
+        result = ProcessedAttachments()
+        for attachment in attachments:
+            name = attachment.filename or "file"
+            try:
+                await self._one(attachment, name, result)
+            except ImageRejected as exc:
+                result.notes.append(f"`{name}`: {exc.user_message}")
+            except KimiError as exc:
+                result.notes.append(f"`{name}`: I could not read it ({exc.user_message})")
+            except AttachmentError as exc:
+                result.notes.append(f"`{name}`: {exc}")
+        return result
+
+    async def _one(self, attachment: IncomingAttachment, name: str, result: ProcessedAttachments) -> None:
+        mime = attachment.mime
+        if is_image_type(name, mime):
+            if len(result.image_ids) >= self._context.max_images_per_message:
+                raise AttachmentError(f"skipped: I read at most {self._context.max_images_per_message} images "
+                                      "per message.")
+            if attachment.size is not None and attachment.size > self._images.max_input_bytes:
+                raise AttachmentError(f"this image is {attachment.size / 1e6:.1f} MB; the limit is "
+                                      f"{self._images.max_input_bytes / 1e6:.0f} MB.")
+            data = await _download(attachment)
+            image = await normalize_image(
+                data, max_side=self._images.max_side, max_input_bytes=self._images.max_input_bytes,
+                max_output_bytes=self._images.max_output_bytes, max_pixels=self._images.max_pixels,
+            )
+            attachment_id = await self._store.put_attachment(
+                image.data, mime=image.mime, width=image.width, height=image.height, source=attachment.source)
+            result.image_ids.append(attachment_id)
+            return
+        if not (_is_text(name, mime) or _is_pdf(name, mime)):
+            raise AttachmentError(f"I can't read this kind of file ({mime or 'unknown type'}). "
+                                  f"I can read {SUPPORTED}.")
+        if attachment.size is not None and attachment.size > MAX_FILE_BYTES:
+            raise AttachmentError(f"this file is {attachment.size / 1e6:.1f} MB; the limit is "
+                                  f"{MAX_FILE_BYTES / 1e6:.0f} MB.")
+        data = await _download(attachment)
+        text: str | None = None
+        if _is_text(name, mime):
+            # Plain UTF-8 text needs no upload; anything else goes through Kimi's extractor.
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+        if text is None:
+            text = await self._kimi.extract_file(name, data)
+        if not text.strip():
+            raise AttachmentError("I found no text in this file.")
+        cap = self._context.max_file_chars
+        if len(text) > cap:
+            result.notes.append(f"`{name}`: only the first {cap:,} of {len(text):,} characters were read.")
+            text = text[:cap]
+        result.file_texts.append((name, text))
+
+
+class AttachmentError(Exception):
+    """A file that will not be read, with the sentence that tells the user why."""
+
+
+async def _download(attachment: IncomingAttachment) -> bytes:
+    try:
+        data = await attachment.fetch()
+    except AttachmentError:
+        raise
+    except Exception as exc:  # adapters' downloaders fail in platform-specific ways
+        log.warning("attachment download failed", extra={"error": type(exc).__name__, "source": attachment.source})
+        raise AttachmentError(f"I could not download it ({exc}).") from exc
+    return data
+
+
+def with_file_texts(text: str, files: list[tuple[str, str]]) -> str:
+    parts = [text] if text else []
+    for name, content in files:
+        parts.append(f"[Attached file: {name}]\n{content}\n[End of {name}]")
+    return "\n\n".join(parts)

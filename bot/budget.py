@@ -1,0 +1,165 @@
+"""Shared write allowances: how many platform writes a workspace or channel may make, across all answers.
+
+A `TokenBucketBudget` is created by an adapter per rate-limit scope (a Slack workspace's chat.update tier, a
+Discord channel's edit bucket) and shared by every answer in that scope. Interim updates must leave `reserve`
+tokens untouched so final writes, which carry an answer's complete text, are never starved by interim ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+
+# A waiter that finds the bucket short recomputes after at least this long, so float rounding and timers
+# that fire a hair early cannot turn into a busy loop.
+_MIN_WAIT = 0.001
+# Refill arithmetic on large clock values loses a few ulps; a token that is due must not be refused for that.
+_EPSILON = 1e-9
+
+
+class _Waiter:
+    __slots__ = ("final", "wake")
+
+    def __init__(self, final: bool) -> None:
+        self.final = final
+        self.wake = asyncio.Event()
+
+
+class TokenBucketBudget:
+    """A token bucket with a reserve for final writes, FIFO waiters and a penalty box for 429s.
+
+    Final waiters are served before interim waiters (the reserve exists to let finals through); within each
+    kind, waiters are served in arrival order, and `try_acquire` never jumps ahead of a queued waiter.
+    """
+
+    def __init__(self, *, rate: float, burst: int, reserve: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        if not 0 <= reserve < burst:
+            raise ValueError("reserve must be between 0 and burst - 1")
+        self.rate = float(rate)
+        self.burst = burst
+        self.reserve = reserve
+        self._clock = clock
+        self._tokens = float(burst)
+        self._stamp = clock()
+        self._blocked_until = float("-inf")
+        self._final_waiters: deque[_Waiter] = deque()
+        self._interim_waiters: deque[_Waiter] = deque()
+
+    def try_acquire(self, *, final: bool = False) -> bool:
+        if self._waiters_ahead(final):
+            return False
+        return self._take(final, self._clock())
+
+    async def acquire(self, *, final: bool = False) -> None:
+        if self.try_acquire(final=final):
+            return
+        waiter = _Waiter(final)
+        queue = self._final_waiters if final else self._interim_waiters
+        queue.append(waiter)
+        try:
+            while True:
+                waiter.wake.clear()
+                if not self._is_head(waiter):
+                    await waiter.wake.wait()
+                    continue
+                now = self._clock()
+                if self._take(final, now):
+                    return
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._shortfall(final, now)):
+                        await waiter.wake.wait()
+        finally:
+            queue.remove(waiter)
+            self._wake_heads()
+
+    def penalize(self, retry_after: float) -> None:
+        now = self._clock()
+        self._refill(now)
+        self._blocked_until = max(self._blocked_until, now + max(0.0, retry_after))
+        # The platform's own bucket is empty after a 429; ours restarts from empty too, or the first burst
+        # after the penalty would trip it again.
+        self._tokens = 0.0
+        self._wake_heads()
+
+    def next_available_in(self, *, final: bool = False) -> float:
+        now = self._clock()
+        self._refill(now)
+        ahead = self._waiters_ahead(final)
+        if not ahead and self._can_take(final, now):
+            return 0.0
+        blocked = max(0.0, self._blocked_until - now)
+        needed = self._threshold(final) + ahead
+        refill = max(0.0, (needed - self._tokens) / self.rate)
+        return max(blocked, refill, _MIN_WAIT)
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _threshold(self, final: bool) -> int:
+        return 1 if final else self.reserve + 1
+
+    def _refill(self, now: float) -> None:
+        if now > self._stamp:
+            self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+
+    def _can_take(self, final: bool, now: float) -> bool:
+        return now >= self._blocked_until and self._tokens + _EPSILON >= self._threshold(final)
+
+    def _take(self, final: bool, now: float) -> bool:
+        self._refill(now)
+        if not self._can_take(final, now):
+            return False
+        self._tokens = max(0.0, self._tokens - 1.0)
+        return True
+
+    def _shortfall(self, final: bool, now: float) -> float:
+        blocked = max(0.0, self._blocked_until - now)
+        refill = max(0.0, (self._threshold(final) - self._tokens) / self.rate)
+        return max(blocked, refill, _MIN_WAIT)
+
+    def _waiters_ahead(self, final: bool) -> int:
+        if final:
+            return len(self._final_waiters)
+        return len(self._final_waiters) + len(self._interim_waiters)
+
+    def _is_head(self, waiter: _Waiter) -> bool:
+        if waiter.final:
+            return self._final_waiters[0] is waiter
+        return not self._final_waiters and self._interim_waiters[0] is waiter
+
+    def _wake_heads(self) -> None:
+        if self._final_waiters:
+            self._final_waiters[0].wake.set()
+        elif self._interim_waiters:
+            self._interim_waiters[0].wake.set()
+
+
+class UnlimitedBudget:
+    """For surfaces without a platform limit (the terminal chat); still honours an explicit penalty."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._blocked_until = float("-inf")
+
+    def try_acquire(self, *, final: bool = False) -> bool:
+        return self._clock() >= self._blocked_until
+
+    async def acquire(self, *, final: bool = False) -> None:
+        wait = self._blocked_until - self._clock()
+        if wait > 0:
+            await asyncio.sleep(max(wait, _MIN_WAIT))
+            await self.acquire(final=final)  # a penalty may have been extended meanwhile
+
+    def penalize(self, retry_after: float) -> None:
+        self._blocked_until = max(self._blocked_until, self._clock() + max(0.0, retry_after))
+
+    def next_available_in(self, *, final: bool = False) -> float:
+        return max(0.0, self._blocked_until - self._clock())

@@ -1,0 +1,101 @@
+"""The `kimibot` command: run, chat, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot import __version__
+from bot.config import Config, ConfigError, load_config
+from bot.logs import setup_logging
+
+log = logging.getLogger("kimibot")
+
+NOTHING_TO_RUN = """\
+kimibot: no platform is configured, so there is nothing to run.
+  Slack:   set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode), or SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET
+           with [slack] mode = "http"; see README.md, "Slack setup".
+  Discord: set DISCORD_TOKEN; see README.md, "Discord setup".
+To talk to Kimi from this terminal right now, run: kimibot chat"""
+
+# Each platform's adapter module exposes `async def serve(services) -> None`.
+PLATFORMS = {"slack": "adapters.slack.runner", "discord": "adapters.discord.runner"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kimibot", description="Kimi K2.5 in Slack and Discord.")
+    parser.add_argument("--version", action="version", version=f"kimibot {__version__}")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="TOML config file (default: ./kimibot.toml if present)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="start every configured platform (Slack, Discord)")
+    chat = commands.add_parser("chat", help="talk to Kimi from the terminal")
+    chat.add_argument("--session", default="default", help="conversation name (default: default)")
+    commands.add_parser("migrate", help="apply database migrations and exit")
+    return parser
+
+
+async def _migrate(config: Config) -> int:
+    from storage.db import migrate
+
+    await migrate(config.storage.url)
+    print("kimibot: database is up to date")
+    return 0
+
+
+async def _run(config: Config) -> int:
+    active = [name for name in PLATFORMS if getattr(config, name).active]
+    if not active:
+        print(NOTHING_TO_RUN, file=sys.stderr)
+        return 2
+    servers = []
+    for name in active:
+        try:
+            servers.append(importlib.import_module(PLATFORMS[name]).serve)
+        except ModuleNotFoundError:
+            raise ConfigError(f"{name}: this version of kimibot cannot run {name} yet; "
+                              f"set [{name}] enabled = false") from None
+    from bot.app import build_services
+
+    services = await build_services(config)
+    log.info("kimibot starting", extra={"platforms": active, "version": __version__})
+    try:
+        await asyncio.gather(*(serve(services) for serve in servers))
+    finally:
+        await services.aclose()
+    return 0
+
+
+async def _chat(config: Config, session: str) -> int:
+    from adapters.console import run_console
+
+    return await run_console(config, session=session, stdin=sys.stdin, stdout=sys.stdout)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    try:
+        config = load_config(args.config)
+        # The terminal chat keeps the screen for the conversation: only warnings go to stderr there.
+        level = "WARNING" if args.command == "chat" and config.logging.level == "INFO" else config.logging.level
+        setup_logging(level, "text" if args.command == "chat" else config.logging.format)
+        runner = {"run": lambda: _run(config), "migrate": lambda: _migrate(config),
+                  "chat": lambda: _chat(config, args.session)}[args.command]
+        return asyncio.run(runner())
+    except ConfigError as exc:
+        print(f"kimibot: config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

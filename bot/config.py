@@ -1,0 +1,291 @@
+"""The one validated configuration model: a TOML file, then environment variables on top.
+
+Secrets come from the environment (MOONSHOT_API_KEY, SLACK_*, DISCORD_TOKEN, DATABASE_URL); every other key can
+also be set as KIMIBOT_<SECTION>__<KEY>. A wrong key or value becomes a ConfigError whose message names the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+DEFAULT_CONFIG_PATH = Path("kimibot.toml")
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are Kimi, an assistant in a team chat. Today is {date}. Answer clearly and concisely, "
+    "use Markdown for code, and say so when you are not sure."
+)
+
+# Environment variables that carry secrets or deployment facts, and the config key each one fills.
+SECRET_ENV: dict[str, tuple[str, str]] = {
+    "MOONSHOT_API_KEY": ("kimi", "api_key"),
+    "SLACK_BOT_TOKEN": ("slack", "bot_token"),
+    "SLACK_APP_TOKEN": ("slack", "app_token"),
+    "SLACK_SIGNING_SECRET": ("slack", "signing_secret"),
+    "DISCORD_TOKEN": ("discord", "token"),
+    "DATABASE_URL": ("storage", "url"),
+    "KIMIBOT_DATABASE_URL": ("storage", "url"),
+}
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line an operator can act on."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ModelPrice(_Section):
+    """US dollars per million tokens."""
+
+    input: float = Field(ge=0)
+    cached_input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+def _default_prices() -> dict[str, ModelPrice]:
+    # kimi-k2.5's published price; the others are placeholders an operator should check.
+    k25 = ModelPrice(input=0.60, cached_input=0.10, output=3.00)
+    return {"kimi-k2.5": k25, "kimi-k2.6": k25}
+
+
+class PricingConfig(_Section):
+    web_search_call: float = Field(default=0.005, ge=0)
+    models: dict[str, ModelPrice] = Field(default_factory=_default_prices)
+
+
+class KimiConfig(_Section):
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.moonshot.ai/v1"
+    model: str = "kimi-k2.5"
+    thinking: bool = False
+    web_search: bool = True
+    # Models that reject $web_search while thinking is on; for them search is offered only with thinking off.
+    web_search_needs_thinking_off: list[str] = Field(default_factory=lambda: ["kimi-k2.5"])
+    context_window: int = Field(default=262_144, ge=4096)
+    max_output_tokens: int = Field(default=16_384, ge=256)
+    max_tool_rounds: int = Field(default=6, ge=1, le=50)
+    request_timeout: float = Field(default=300.0, gt=0)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value)
+
+
+class ContextConfig(_Section):
+    # 0 means: the model's window minus the output budget.
+    max_prompt_tokens: int = Field(default=0, ge=0)
+    summarize: bool = True
+    max_images: int = Field(default=8, ge=0)
+    max_images_per_message: int = Field(default=6, ge=0)
+    max_message_chars: int = Field(default=60_000, ge=100)
+    max_file_chars: int = Field(default=100_000, ge=1000)
+
+
+class BotConfig(_Section):
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    busy_policy: Literal["queue", "restart"] = "queue"
+    max_queued: int = Field(default=5, ge=1)
+    edit_interval: float = Field(default=1.0, ge=0.1)
+
+
+class ImageConfig(_Section):
+    max_side: int = Field(default=2048, ge=64)
+    max_input_bytes: int = Field(default=25_000_000, ge=1024)
+    max_output_bytes: int = Field(default=4_000_000, ge=10_000)
+    max_pixels: int = Field(default=60_000_000, ge=10_000)
+
+
+class ToolEntry(_Section):
+    path: str
+    timeout: float = Field(default=30.0, gt=0)
+    max_output_chars: int = Field(default=16_000, ge=100)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _default_tools() -> list[ToolEntry]:
+    return [
+        ToolEntry(path="bot.tools.clock:current_time", timeout=5),
+        ToolEntry(path="bot.tools.web:fetch_page", timeout=20, max_output_chars=20_000),
+    ]
+
+
+class ToolsConfig(_Section):
+    custom: list[ToolEntry] = Field(default_factory=_default_tools)
+
+
+class AccessConfig(_Section):
+    """Who may talk to the bot. Empty allow lists allow everyone; an empty admin list makes everyone an admin."""
+
+    allow_workspaces: list[str] = Field(default_factory=list)
+    allow_channels: list[str] = Field(default_factory=list)
+    allow_users: list[str] = Field(default_factory=list)
+    allow_roles: list[str] = Field(default_factory=list)
+    block_users: list[str] = Field(default_factory=list)
+    admins: list[str] = Field(default_factory=list)
+    allow_dms: bool = True
+    ignore_bots: bool = True
+
+
+class SlackConfig(_Section):
+    enabled: bool | None = None  # None: on when a bot token is set
+    bot_token: SecretStr | None = None
+    app_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    api_url: str = "https://slack.com/api/"
+    mode: Literal["socket", "http"] = "socket"
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=3000, ge=1, le=65535)
+    slash_command: str = "/kimi"
+    reply_in: Literal["thread", "channel"] = "thread"
+    streaming: Literal["edit", "native"] = "edit"
+    access: AccessConfig = Field(default_factory=AccessConfig)
+
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value)
+
+    @property
+    def active(self) -> bool:
+        return self.bot_token is not None if self.enabled is None else self.enabled
+
+
+class DiscordConfig(_Section):
+    enabled: bool | None = None  # None: on when a token is set
+    token: SecretStr | None = None
+    api_url: str = "https://discord.com/api/v10"
+    gateway_url: str = "wss://gateway.discord.gg"
+    reply_in: Literal["thread", "channel"] = "thread"
+    sync_guilds: list[int] = Field(default_factory=list)
+    shard_ids: list[int] | None = None
+    shard_count: int | None = Field(default=None, ge=1)
+    access: AccessConfig = Field(default_factory=AccessConfig)
+
+    @field_validator("api_url", "gateway_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value)
+
+    @property
+    def active(self) -> bool:
+        return self.token is not None if self.enabled is None else self.enabled
+
+
+class StorageConfig(_Section):
+    url: str = "sqlite:///./kimibot.db"
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql", "postgres")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class Config(_Section):
+    kimi: KimiConfig = Field(default_factory=KimiConfig)
+    bot: BotConfig = Field(default_factory=BotConfig)
+    context: ContextConfig = Field(default_factory=ContextConfig)
+    images: ImageConfig = Field(default_factory=ImageConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    slack: SlackConfig = Field(default_factory=SlackConfig)
+    discord: DiscordConfig = Field(default_factory=DiscordConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    def require_kimi_key(self) -> str:
+        if self.kimi.api_key is None or not self.kimi.api_key.get_secret_value():
+            raise ConfigError("kimi.api_key: not set; export MOONSHOT_API_KEY=<your key from platform.kimi.ai>")
+        return self.kimi.api_key.get_secret_value()
+
+
+def _check_url(value: str) -> str:
+    if not value.startswith(("http://", "https://", "ws://", "wss://")):
+        raise ValueError("must start with http://, https://, ws:// or wss://")
+    return value
+
+
+def _env_value(raw: str) -> Any:
+    # Lists and tables arrive as JSON; scalars stay strings and pydantic coerces them per field.
+    if raw[:1] in "[{":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(path)}: cannot set a key inside a non-table value")
+        node = child
+    node[path[-1]] = value
+
+
+def apply_environment(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    for name, path in SECRET_ENV.items():
+        if name == "DATABASE_URL" and "KIMIBOT_DATABASE_URL" in env:
+            continue
+        if env.get(name):
+            _set_path(data, list(path), env[name])
+    for name, raw in sorted(env.items()):
+        if not name.startswith("KIMIBOT_") or "__" not in name:
+            continue
+        path = [part.lower() for part in name.removeprefix("KIMIBOT_").split("__")]
+        if any(not part for part in path):
+            raise ConfigError(f"{name}: malformed variable name (use KIMIBOT_<SECTION>__<KEY>)")
+        _set_path(data, path, _env_value(raw))
+    return data
+
+
+def _format_error(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{key}: {message} [{source}]{suffix}"
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file (if any) and the environment; raise ConfigError with one clear line."""
+    env = os.environ if env is None else env
+    explicit = path is not None
+    path = path if path is not None else DEFAULT_CONFIG_PATH
+    data: dict[str, Any] = {}
+    source = "defaults and environment"
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+        source = f"{path} and environment"
+    elif explicit:
+        raise ConfigError(f"{path}: config file not found")
+    data = apply_environment(data, env)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None

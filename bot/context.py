@@ -1,0 +1,195 @@
+"""Builds the messages of a Kimi request from stored history, within the model's token budget."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from storage.store import StoredAttachment, StoredMessage
+
+# Kimi's tokenizer is not available offline; these estimates err on the high side so a request never overflows.
+ASCII_CHARS_PER_TOKEN = 3.5
+IMAGE_PATCH = 28
+MESSAGE_OVERHEAD = 8
+SUMMARY_HEADER = "Summary of the earlier part of this conversation (older messages were compacted):\n"
+
+
+def estimate_text_tokens(text: str) -> int:
+    ascii_count = sum(1 for ch in text if ord(ch) < 128)
+    return math.ceil(ascii_count / ASCII_CHARS_PER_TOKEN) + (len(text) - ascii_count)
+
+
+def estimate_image_tokens(width: int, height: int) -> int:
+    return math.ceil(width / IMAGE_PATCH) * math.ceil(height / IMAGE_PATCH) + 16
+
+
+def render_system_prompt(template: str, now: datetime) -> str:
+    # str.replace, not str.format: operators' prompts may contain braces.
+    return template.replace("{date}", now.strftime("%A, %d %B %Y (UTC)"))
+
+
+@dataclass(slots=True)
+class Turn:
+    """One user message and everything that answered it; trimming drops whole turns."""
+
+    messages: list[StoredMessage]
+    tokens: int = 0
+    wire: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def last_seq(self) -> int:
+        return self.messages[-1].seq
+
+
+@dataclass(slots=True)
+class BuiltContext:
+    messages: list[dict[str, Any]]
+    estimated_tokens: int
+    dropped: list[StoredMessage]
+    images_omitted: int
+
+
+AttachmentLoader = Callable[[int], Awaitable[StoredAttachment | None]]
+
+
+def group_turns(history: Sequence[StoredMessage]) -> list[Turn]:
+    turns: list[Turn] = []
+    for message in history:
+        if message.role == "user" or not turns:
+            turns.append(Turn(messages=[message]))
+        else:
+            turns[-1].messages.append(message)
+    return turns
+
+
+def _complete_tool_groups(messages: Sequence[StoredMessage]) -> list[StoredMessage]:
+    """Drop tool-call rounds whose results are missing (a crash mid-tool): Kimi rejects them."""
+    kept: list[StoredMessage] = []
+    index = 0
+    while index < len(messages):
+        message = messages[index]
+        if message.role == "assistant" and message.tool_calls:
+            wanted = {call.get("id") for call in message.tool_calls}
+            results = []
+            probe = index + 1
+            while probe < len(messages) and messages[probe].role == "tool":
+                results.append(messages[probe])
+                probe += 1
+            if wanted == {r.tool_call_id for r in results}:
+                kept.append(message)
+                kept.extend(results)
+            elif message.text:
+                kept.append(_without_tools(message))
+            index = probe
+            continue
+        if message.role != "tool":
+            kept.append(message)
+        index += 1
+    return kept
+
+
+def _without_tools(message: StoredMessage) -> StoredMessage:
+    return replace(message, tool_calls=None)
+
+
+class ContextBuilder:
+    def __init__(self, load_attachment: AttachmentLoader, *, max_prompt_tokens: int, max_images: int) -> None:
+        self._load = load_attachment
+        self._max_prompt_tokens = max_prompt_tokens
+        self._max_images = max_images
+
+    async def build(self, history: Sequence[StoredMessage], *, system_prompt: str, summary: str | None,
+                    tools: Sequence[dict[str, Any]], multi_author: bool) -> BuiltContext:
+        system = [{"role": "system", "content": system_prompt}]
+        if summary:
+            system.append({"role": "system", "content": SUMMARY_HEADER + summary})
+        fixed = sum(estimate_text_tokens(m["content"]) + MESSAGE_OVERHEAD for m in system)
+        fixed += estimate_text_tokens(json.dumps(list(tools))) if tools else 0
+        turns = group_turns(_complete_tool_groups([m for m in history if _worth_sending(m)]))
+        image_budget = self._max_images
+        images_omitted = 0
+        # Newest first: recent turns keep their images and are the last to be trimmed.
+        for turn in reversed(turns):
+            for message in turn.messages:
+                wire, tokens, used, omitted = await self._wire(message, image_budget, multi_author)
+                image_budget -= used
+                images_omitted += omitted
+                turn.wire.append(wire)
+                turn.tokens += tokens
+        kept: list[Turn] = []
+        total = fixed
+        for index, turn in enumerate(reversed(turns)):
+            # The newest turn (the question being answered) is always sent; the engine caps its size beforehand.
+            if index > 0 and total + turn.tokens > self._max_prompt_tokens:
+                break
+            kept.append(turn)
+            total += turn.tokens
+        kept.reverse()
+        dropped_turns = turns[: len(turns) - len(kept)]
+        messages = system + [wire for turn in kept for wire in turn.wire]
+        return BuiltContext(
+            messages=messages,
+            estimated_tokens=total,
+            dropped=[m for turn in dropped_turns for m in turn.messages],
+            images_omitted=images_omitted,
+        )
+
+    async def _wire(self, message: StoredMessage, image_budget: int,
+                    multi_author: bool) -> tuple[dict[str, Any], int, int, int]:
+        text = message.text
+        if message.role == "user" and multi_author and message.author:
+            text = f"[{message.author}] {text}"
+        if message.role == "tool":
+            wire = {"role": "tool", "tool_call_id": message.tool_call_id, "name": message.tool_name,
+                    "content": text or "(no output)"}
+            return wire, estimate_text_tokens(wire["content"]) + MESSAGE_OVERHEAD, 0, 0
+        if message.role == "assistant":
+            wire: dict[str, Any] = {"role": "assistant", "content": text}
+            tokens = estimate_text_tokens(text) + MESSAGE_OVERHEAD
+            if message.tool_calls:
+                wire["tool_calls"] = message.tool_calls
+                tokens += estimate_text_tokens(json.dumps(message.tool_calls))
+                if message.reasoning is not None:
+                    wire["reasoning_content"] = message.reasoning
+                    tokens += estimate_text_tokens(message.reasoning)
+            return wire, tokens, 0, 0
+        if not message.image_ids:
+            return {"role": message.role, "content": text}, estimate_text_tokens(text) + MESSAGE_OVERHEAD, 0, 0
+        parts: list[dict[str, Any]] = []
+        tokens = MESSAGE_OVERHEAD
+        used = omitted = 0
+        for attachment_id in message.image_ids:
+            attachment = await self._load(attachment_id) if used < image_budget else None
+            if attachment is None:
+                omitted += 1
+                continue
+            used += 1
+            encoded = base64.b64encode(attachment.data).decode("ascii")
+            parts.append({"type": "image_url", "image_url": {"url": f"data:{attachment.mime};base64,{encoded}"}})
+            tokens += estimate_image_tokens(attachment.width, attachment.height)
+        if omitted:
+            text = f"{text}\n[{omitted} earlier image(s) not resent to save context]".strip()
+        if text:
+            tokens += estimate_text_tokens(text)
+        if not parts:
+            return {"role": message.role, "content": text or "(image)"}, tokens, used, omitted
+        if text:
+            parts.append({"type": "text", "text": text})
+        return {"role": message.role, "content": parts}, tokens, used, omitted
+
+
+def _worth_sending(message: StoredMessage) -> bool:
+    if message.role == "system":
+        return False
+    if message.role == "assistant" and not message.text and not message.tool_calls:
+        return False  # a failed turn that showed nothing
+    return not (message.role == "user" and not message.text and not message.image_ids)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

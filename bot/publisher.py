@@ -1,0 +1,304 @@
+"""The stream publisher: tokens in, as few platform writes as the user needs out.
+
+The token loop only appends to a buffer; one background writer per answer owns every platform write. It
+shows the first text at once, then at most one interim edit per `min_edit_interval`, and only when the shared
+edit budget grants a non-final token, always with the latest text (updates never queue up). Once a message is
+full, its chunk is frozen (see bot/splitting.py) and a continuation message carries on. `finish`/`fail` stop
+the writer and make final writes, with final budget tokens, until every message shows its complete chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.splitting import Chunk, split_spans
+from bot.types import RateLimited, ReplySurface, WriteBudget
+
+log = logging.getLogger(__name__)
+
+EMPTY_ANSWER = "_(no answer)_"
+_FINAL_ATTEMPTS = 6
+_MAX_WRITE_FAILURES = 3
+_MAX_STATUS = 200
+_DEFAULT_POLL = 0.1
+_MIN_POLL = 0.01
+
+
+class _Result(enum.Enum):
+    OK = "ok"
+    LIMITED = "limited"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class _Message:
+    id: str
+    shown: str
+    upto: int  # this message shows the text up to here (0 for a placeholder)
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    text: str
+    upto: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Action:
+    kind: Literal["post", "edit", "status"]
+    index: int = 0
+    view: _View = _View("", 0)
+    status: str | None = None
+
+
+class StreamPublisher:
+    def __init__(self, surface: ReplySurface, *, min_edit_interval: float = 1.0,
+                 placeholder: str | None = "…", decorate: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        # decorate=False: interim writes carry only raw text (no status line, no closing fence), so each one
+        # extends the last; status goes to surface.set_status. The terminal chat streams that way.
+        self._decorate = decorate
+        self._surface = surface
+        self._limit = surface.max_chars
+        self._interval = max(0.0, min_edit_interval)
+        self._placeholder = placeholder[:self._limit] if placeholder and placeholder.strip() else None
+        self._clock = clock
+        self._parts: list[str] = []
+        self._status: str | None = None
+        self._surface_status: str | None = None
+        self._messages: list[_Message] = []
+        self._committed: list[Chunk] = []
+        self._committed_end = 0
+        self._last_write = float("-inf")
+        self._dirty = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._done = False
+
+    # -- the token loop's side: never blocks ----------------------------------------------------------
+
+    async def start(self, status: str | None = None) -> None:
+        if self._task is not None or self._done:
+            raise RuntimeError("publisher already started")
+        self.set_status(status)
+        self._task = asyncio.create_task(self._run(), name="stream-publisher")
+
+    def append(self, text: str) -> None:
+        if not text or self._done:
+            return
+        self._parts.append(text)
+        self._dirty.set()
+
+    def set_status(self, status: str | None) -> None:
+        cleaned = " ".join(status.split())[:_MAX_STATUS] if status else ""
+        new = cleaned or None
+        if new != self._status and not self._done:
+            self._status = new
+            self._dirty.set()
+
+    @property
+    def text(self) -> str:
+        if len(self._parts) > 1:
+            self._parts[:] = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+    @property
+    def message_ids(self) -> list[str]:
+        return [message.id for message in self._messages]
+
+    @property
+    def shown_text(self) -> str:
+        """The prefix of `text` users can see now (without status line or added fence lines)."""
+        return self.text[:max((message.upto for message in self._messages), default=0)]
+
+    # -- final writes ---------------------------------------------------------------------------------
+
+    async def finish(self, *, footer: str | None = None) -> list[str]:
+        """Show the complete text (+ footer line) in every message; returns the messages' ids."""
+        return await self._close(footer, footer or EMPTY_ANSWER)
+
+    async def fail(self, error_text: str) -> list[str]:
+        """Like finish, with `error_text` as the last line (alone when there is no text).
+
+        Everything received so far is kept, which includes everything that was shown.
+        """
+        error = error_text.strip() or "⚠️ Something went wrong."
+        return await self._close(error, error)
+
+    async def _close(self, trailer: str | None, empty: str) -> list[str]:
+        if self._done:
+            return self.message_ids
+        self._done = True
+        await self._stop_writer()
+        for index, view in enumerate(self._final_views(trailer, empty)):
+            if index < len(self._messages):
+                if self._messages[index].shown != view.text:
+                    await self._final_write(_Action("edit", index, view))
+            elif not await self._final_write(_Action("post", index, view)):
+                break  # later chunks would land out of order
+        if self._surface_status is not None:
+            await self._perform(_Action("status", status=None))
+        return self.message_ids
+
+    async def _stop_writer(self) -> None:
+        self._closing.set()
+        self._dirty.set()
+        if self._task is None:
+            return
+        # The writer completes a write in flight (its outcome is unknown until then) and exits.
+        with contextlib.suppress(Exception):
+            await self._task
+
+    async def _final_write(self, action: _Action) -> bool:
+        budget = self._budget(action)
+        failed_once = False
+        for attempt in range(1, _FINAL_ATTEMPTS + 1):
+            await budget.acquire(final=True)
+            result = await self._perform(action)
+            if result is _Result.OK:
+                return True
+            if result is _Result.FAILED:
+                # A failed post may still have landed; an edit is safe to repeat once.
+                if action.kind == "post" or failed_once:
+                    break
+                failed_once = True
+            log.info("retrying final reply write", extra={"write": action.kind, "attempt": attempt})
+        log.error("final reply write failed; the answer is incomplete on the platform",
+                  extra={"write": action.kind, "message_index": action.index})
+        return False
+
+    def _final_views(self, trailer: str | None, empty: str) -> list[_View]:
+        text = self.text
+        if not text.strip():
+            return [_View(empty[:self._limit], 0)]
+        trailer = trailer.strip()[:self._limit // 2] if trailer else None
+        chunks = split_spans(text, self._limit, start=self._committed_end)
+        if trailer and chunks and len(chunks[-1].render(text)) + len(trailer) + 2 > self._limit:
+            # Re-cut only the unfrozen rest so the last message has room for the trailer line.
+            chunks = split_spans(text, max(self._limit - len(trailer) - 2, 40), start=self._committed_end)
+        views = [_View(chunk.render(text), chunk.end) for chunk in [*self._committed, *chunks]]
+        if trailer:
+            last = views[-1]
+            if len(last.text) + len(trailer) + 2 <= self._limit:
+                views[-1] = _View(f"{last.text}\n\n{trailer}", last.upto)
+            else:
+                views.append(_View(trailer, last.upto))
+        return views
+
+    # -- the writer -----------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        failures = 0
+        try:
+            while not self._closing.is_set():
+                action = self._next_action()
+                if action is None:
+                    self._dirty.clear()
+                    await self._dirty.wait()
+                    continue
+                wait = self._gate(action)
+                if wait > 0:
+                    await self._sleep(wait)
+                    continue
+                result = await self._perform(action)
+                if result is _Result.FAILED:
+                    failures += 1
+                    if failures >= _MAX_WRITE_FAILURES:
+                        log.error("giving up interim reply writes", extra={"failures": failures})
+                        return
+                    await self._sleep(max(self._interval, _DEFAULT_POLL) * failures)
+                elif result is _Result.OK:
+                    failures = 0
+        except Exception:
+            log.exception("stream publisher writer crashed; the final write will still be attempted")
+
+    def _next_action(self) -> _Action | None:
+        views = self._stream_views()
+        for index, view in enumerate(views):
+            if index == len(self._messages):
+                return _Action("post", index, view)
+            if self._messages[index].shown != view.text:
+                return _Action("edit", index, view)
+        wanted = self._status if not views or not self._decorate else None
+        return _Action("status", status=wanted) if wanted != self._surface_status else None
+
+    def _stream_views(self) -> list[_View]:
+        text = self.text
+        if not text.strip():
+            if self._placeholder is None:
+                return []
+            return [_View(f"_{self._status}_"[:self._limit] if self._status else self._placeholder, 0)]
+        chunks = split_spans(text, self._limit, start=self._committed_end)
+        if len(chunks) > 1:
+            # Once a continuation exists, a chunk's boundary must never move again.
+            self._committed.extend(chunks[:-1])
+            self._committed_end = chunks[-2].end
+            chunks = chunks[-1:]
+        views = [_View(chunk.render(text), chunk.end) for chunk in self._committed]
+        if chunks and not self._decorate:
+            views.append(_View(text[chunks[-1].start:chunks[-1].end], chunks[-1].end))
+        elif chunks:
+            body = chunks[-1].render(text)
+            line = f"\n\n_{self._status}_" if self._status else ""
+            if len(body) + len(line) > self._limit:
+                line = ""
+            views.append(_View(body + line, chunks[-1].end))
+        return views
+
+    def _gate(self, action: _Action) -> float:
+        """0 when the action may go now (its budget token is taken), else how long to wait and re-plan."""
+        if action.kind == "status":
+            return 0.0
+        first_text = action.kind == "edit" and self._messages[action.index].upto == 0 and action.view.upto > 0
+        if action.kind == "edit" and not first_text:
+            remaining = self._last_write + self._interval - self._clock()
+            if remaining > 0:
+                return remaining
+        budget = self._budget(action)
+        if budget.try_acquire(final=False):
+            return 0.0
+        hint = getattr(budget, "next_available_in", None)
+        # Interim updates need no millisecond precision; a floor keeps re-planning cheap while finals queue.
+        return max(hint(final=False), _MIN_POLL) if callable(hint) else _DEFAULT_POLL
+
+    async def _perform(self, action: _Action) -> _Result:
+        surface = self._surface
+        try:
+            if action.kind == "status":
+                self._surface_status = action.status  # cosmetic: recorded up front so it is never retried
+                await surface.set_status(action.status)
+                return _Result.OK
+            if action.kind == "post":
+                message_id = await surface.post(action.view.text)
+                self._messages.append(_Message(message_id, action.view.text, action.view.upto))
+            else:
+                message = self._messages[action.index]
+                await surface.edit(message.id, action.view.text)
+                message.shown, message.upto = action.view.text, action.view.upto
+        except RateLimited as limited:
+            log.info("reply write rate limited",
+                     extra={"write": action.kind, "retry_after": limited.retry_after})
+            if action.kind != "status":
+                self._budget(action).penalize(limited.retry_after)
+            return _Result.LIMITED
+        except Exception as error:
+            log.warning("reply write failed", extra={"write": action.kind, "error": type(error).__name__})
+            log.debug("reply write failure detail", exc_info=True)
+            return _Result.FAILED
+        self._last_write = self._clock()
+        return _Result.OK
+
+    def _budget(self, action: _Action) -> WriteBudget:
+        return self._surface.post_budget if action.kind == "post" else self._surface.edit_budget
+
+    async def _sleep(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._closing.wait()

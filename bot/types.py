@@ -1,0 +1,126 @@
+"""Platform-neutral values that flow between adapters, the engine and the publisher.
+
+Adapters build these from platform events; the engine never sees a Slack or Discord object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationKey:
+    """Identifies one conversation. See the key table in docs/ARCHITECTURE.md."""
+
+    platform: str
+    workspace: str
+    channel: str
+    thread: str
+
+    def __str__(self) -> str:
+        return f"{self.platform}/{self.workspace}/{self.channel}/{self.thread}"
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingAttachment:
+    """A file on an incoming message; bytes are fetched lazily so refused files cost nothing."""
+
+    filename: str
+    mime: str | None
+    size: int | None
+    fetch: Callable[[], Awaitable[bytes]]
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    platform: str
+    workspace: str
+    channel: str
+    thread: str
+    message_id: str
+    user: str
+    text: str
+    attachments: tuple[IncomingAttachment, ...] = ()
+    mentioned: bool = False
+    is_dm: bool = False
+    user_name: str = ""
+    # Extra identities the access rules may match (Discord roles, a thread's parent channel, ...).
+    roles: frozenset[str] = frozenset()
+    parent_channels: tuple[str, ...] = ()
+    # Keys that identify this delivery for exactly-once answering; the first one already seen wins.
+    dedupe_keys: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> ConversationKey:
+        return ConversationKey(self.platform, self.workspace, self.channel, self.thread)
+
+
+class WriteBudget(Protocol):
+    """A shared allowance of platform writes (e.g. one Slack workspace's chat.update tier).
+
+    Interim writes must leave `reserve` tokens for final writes so every answer's complete text lands.
+    """
+
+    def try_acquire(self, *, final: bool = False) -> bool: ...
+
+    async def acquire(self, *, final: bool = False) -> None: ...
+
+    def penalize(self, retry_after: float) -> None: ...
+
+    def next_available_in(self, *, final: bool = False) -> float:
+        """Seconds until a token could be granted (0 if now)."""
+        ...
+
+
+class RateLimited(Exception):
+    """Raised by a reply surface when the platform answered 429 despite the budget."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited, retry after {retry_after:.1f}s")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class PublishOptions:
+    """How an answer is presented on a surface; a surface may set `publish_options`, else these defaults apply."""
+
+    # Posted at once so the user sees a reply immediately; None shows surface.set_status (typing) instead.
+    placeholder: str | None = "…"
+    # Least seconds between interim edits of one answer; None takes the configured bot.edit_interval.
+    min_edit_interval: float | None = None
+    # Interim text with a status line and closed code fences (chat platforms); False streams raw text.
+    decorate: bool = True
+
+
+class ReplySurface(Protocol):
+    """What an adapter offers the engine for one answer: the few write primitives of its platform.
+
+    It may also carry `publish_options: PublishOptions` to shape how answers are presented.
+    """
+
+    max_chars: int
+    edit_budget: WriteBudget
+    post_budget: WriteBudget
+
+    async def post(self, text: str) -> str:
+        """Post a new message in the answer's place; return its platform id."""
+        ...
+
+    async def edit(self, message_id: str, text: str) -> None: ...
+
+    async def set_status(self, status: str | None) -> None:
+        """Show a transient status (typing indicator, assistant status); None clears it."""
+        ...
+
+
+@dataclass(slots=True)
+class TurnOutcome:
+    """What a finished turn looked like to the user, for tests and adapters."""
+
+    status: str
+    text: str
+    message_ids: list[str] = field(default_factory=list)
+    error: str | None = None

@@ -1,0 +1,55 @@
+"""Content-addressed image bytes (Kimi is stateless, so images are re-sent on later turns)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from sqlalchemy import select
+
+from storage.base import StoreBase
+from storage.models import AttachmentRow, utcnow
+from storage.records import StoredAttachment, attachment_from_row
+
+# Hashing megabytes would stall the event loop; small payloads are cheaper to hash inline.
+_INLINE_HASH_LIMIT = 256 * 1024
+
+
+class AttachmentOps(StoreBase):
+    async def put_attachment(
+        self, data: bytes, *, mime: str, width: int, height: int, source: str = ""
+    ) -> int:
+        """Store image bytes once per content; the same bytes always return the same id."""
+        if len(data) > _INLINE_HASH_LIMIT:
+            sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        else:
+            sha256 = hashlib.sha256(data).hexdigest()
+        existing = await self._attachment_id(sha256)
+        if existing is not None:
+            return existing
+        values = {
+            "sha256": sha256,
+            "mime": mime,
+            "width": width,
+            "height": height,
+            "size": len(data),
+            "data": data,
+            "source": source,
+            "created_at": utcnow(),
+        }
+        async with self._sessions() as session:
+            await session.execute(self._insert_ignoring(AttachmentRow, ("sha256",), values))
+            await session.commit()
+        stored = await self._attachment_id(sha256)
+        if stored is None:
+            raise RuntimeError("attachment vanished right after it was stored")
+        return stored
+
+    async def _attachment_id(self, sha256: str) -> int | None:
+        async with self._sessions() as session:
+            return await session.scalar(select(AttachmentRow.id).where(AttachmentRow.sha256 == sha256))
+
+    async def get_attachment(self, attachment_id: int) -> StoredAttachment | None:
+        async with self._sessions() as session:
+            row = await session.get(AttachmentRow, attachment_id)
+            return attachment_from_row(row) if row is not None else None

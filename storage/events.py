@@ -1,0 +1,53 @@
+"""Exactly-once delivery: processed_events claims and their pruning."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import delete
+
+from storage.base import StoreBase
+from storage.models import ID_LENGTH, ProcessedEventRow, utcnow
+
+
+def _hashed_if_long(value: str) -> str:
+    """Keep identifiers within the column length; over-long ones are replaced by a stable digest."""
+    if len(value) <= ID_LENGTH:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+class EventOps(StoreBase):
+    async def claim_event(self, platform: str, keys: Sequence[str]) -> bool:
+        """True iff none of `keys` was claimed before; then all of them are recorded, atomically.
+
+        An empty `keys` is trivially unclaimed (True) and records nothing.
+        """
+        # Sorted so two claimers with overlapping keys lock rows in the same order (no PostgreSQL deadlock).
+        unique_keys = sorted({_hashed_if_long(k) for k in keys})
+        if not unique_keys:
+            return True
+        now = utcnow()
+        rows = [{"platform": platform, "key": k, "created_at": now} for k in unique_keys]
+        stmt = self._insert_ignoring(ProcessedEventRow.__table__, ("platform", "key"), rows).returning(
+            ProcessedEventRow.__table__.c.key
+        )
+        async with self._sessions() as session:
+            inserted = (await session.execute(stmt)).all()
+            if len(inserted) == len(unique_keys):
+                await session.commit()
+                return True
+            # Some key was already there (or a concurrent claimer won it): record none of them.
+            await session.rollback()
+            return False
+
+    async def prune_events(self, older_than: timedelta) -> int:
+        cutoff = utcnow() - older_than
+        async with self._sessions() as session:
+            result = await session.execute(
+                delete(ProcessedEventRow).where(ProcessedEventRow.created_at < cutoff)
+            )
+            await session.commit()
+            return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,206 @@
+"""The plain values the store hands out. Callers never see ORM rows or sessions."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from bot.types import ConversationKey
+from storage.models import AttachmentRow, ConversationRow, MessageRow
+
+ROLES: Final = frozenset({"system", "user", "assistant", "tool"})
+STATUSES: Final = frozenset({"streaming", "complete", "interrupted", "failed"})
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+# "Leave this field unchanged" in update methods, distinct from None (which clears a field).
+UNSET: Final = _Unset.UNSET
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    platform: str
+    workspace: str
+    channel: str
+    thread: str
+    model: str | None
+    thinking: bool | None
+    system_prompt: str | None
+    summary: str | None
+    summary_upto_seq: int
+    reset_seq: int
+    created_at: datetime
+
+    @property
+    def key(self) -> ConversationKey:
+        return ConversationKey(self.platform, self.workspace, self.channel, self.thread)
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    conversation_id: int
+    seq: int
+    role: str  # system | user | assistant | tool
+    text: str
+    image_ids: list[int]
+    tool_calls: list[dict[str, Any]] | None  # OpenAI wire format, stored verbatim
+    tool_call_id: str | None
+    tool_name: str | None
+    reasoning: str | None
+    author: str | None
+    platform_message_ids: list[str]
+    status: str  # streaming | complete | interrupted | failed
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    error: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredAttachment:
+    id: int
+    sha256: str
+    mime: str
+    width: int
+    height: int
+    size: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    conversation_id: int | None
+    platform: str
+    workspace: str
+    user: str
+    model: str
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    web_search_calls: int
+    cost_usd: float
+    latency_ms: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    calls: int
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    web_search_calls: int
+    cost_usd: float
+
+
+def conversation_from_row(row: ConversationRow) -> Conversation:
+    return Conversation(
+        id=row.id,
+        platform=row.platform,
+        workspace=row.workspace,
+        channel=row.channel,
+        thread=row.thread,
+        model=row.model,
+        thinking=row.thinking,
+        system_prompt=row.system_prompt,
+        summary=row.summary,
+        summary_upto_seq=row.summary_upto_seq,
+        reset_seq=row.reset_seq,
+        created_at=row.created_at,
+    )
+
+
+def message_from_row(row: MessageRow) -> StoredMessage:
+    return StoredMessage(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        seq=row.seq,
+        role=row.role,
+        text=row.text,
+        image_ids=list(row.image_ids),
+        tool_calls=row.tool_calls,
+        tool_call_id=row.tool_call_id,
+        tool_name=row.tool_name,
+        reasoning=row.reasoning,
+        author=row.author,
+        platform_message_ids=list(row.platform_message_ids),
+        status=row.status,
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
+        error=row.error,
+        created_at=row.created_at,
+    )
+
+
+def attachment_from_row(row: AttachmentRow) -> StoredAttachment:
+    return StoredAttachment(
+        id=row.id,
+        sha256=row.sha256,
+        mime=row.mime,
+        width=row.width,
+        height=row.height,
+        size=row.size,
+        data=bytes(row.data),
+    )
+
+
+_MESSAGE_FIELDS: Final = frozenset(
+    {
+        "role",
+        "text",
+        "image_ids",
+        "tool_calls",
+        "tool_call_id",
+        "tool_name",
+        "reasoning",
+        "author",
+        "platform_message_ids",
+        "status",
+        "prompt_tokens",
+        "completion_tokens",
+        "error",
+    }
+)
+
+
+def check_status(status: str) -> str:
+    if status not in STATUSES:
+        raise ValueError(f"unknown message status {status!r}; expected one of {sorted(STATUSES)}")
+    return status
+
+
+def message_values(fields: dict[str, Any]) -> dict[str, Any]:
+    """Validate one add_message keyword set and turn it into column values (sequences become lists)."""
+    unknown = set(fields) - _MESSAGE_FIELDS
+    if unknown:
+        raise TypeError(f"unknown message fields: {sorted(unknown)}")
+    if "role" not in fields:
+        raise TypeError("a message needs a role")
+    role = fields["role"]
+    if role not in ROLES:
+        raise ValueError(f"unknown message role {role!r}; expected one of {sorted(ROLES)}")
+    return {
+        "role": role,
+        "text": fields.get("text", ""),
+        "image_ids": [int(i) for i in fields.get("image_ids", ())],
+        "tool_calls": fields.get("tool_calls"),
+        "tool_call_id": fields.get("tool_call_id"),
+        "tool_name": fields.get("tool_name"),
+        "reasoning": fields.get("reasoning"),
+        "author": fields.get("author"),
+        "platform_message_ids": [str(i) for i in fields.get("platform_message_ids", ())],
+        "status": check_status(fields.get("status", "complete")),
+        "prompt_tokens": fields.get("prompt_tokens"),
+        "completion_tokens": fields.get("completion_tokens"),
+        "error": fields.get("error"),
+    }

@@ -1,0 +1,43 @@
+"""The conversation store: history, settings, dedupe, attachments and usage behind plain async methods.
+
+Store is assembled from one part per responsibility (storage/conversations.py, messages.py, events.py,
+attachments.py, usage.py). Every method is one short transaction and returns frozen dataclasses, not ORM rows.
+Races between processes sharing a database (replicas on PostgreSQL, or two processes on one SQLite file) are
+settled by unique constraints with INSERT ... ON CONFLICT DO NOTHING, never by a read-then-write check.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage import db
+from storage.attachments import AttachmentOps
+from storage.conversations import ConversationOps
+from storage.events import EventOps
+from storage.messages import MessageOps
+from storage.records import UNSET, Conversation, StoredAttachment, StoredMessage, UsageRecord, UsageSummary
+from storage.usage import UsageOps
+
+__all__ = [
+    "UNSET",
+    "Conversation",
+    "Store",
+    "StoredAttachment",
+    "StoredMessage",
+    "UsageRecord",
+    "UsageSummary",
+]
+
+
+class Store(ConversationOps, MessageOps, EventOps, AttachmentOps, UsageOps):
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True) -> Store:
+        """Connect (and by default migrate to the newest schema); the caller closes the store."""
+        engine: AsyncEngine = db.make_engine(url)
+        try:
+            if migrate:
+                await db.migrate(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine)

@@ -1,0 +1,117 @@
+"""Discord's JSON error bodies and the message-size rules it enforces server-side (discord.py checks none)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.discord_payloads import Json, error_body, field_error
+
+MAX_CONTENT = 2000
+MAX_EMBEDS = 10
+MAX_EMBED_TOTAL = 6000
+EMBED_FIELD_LIMITS = {"title": 256, "description": 4096}
+MAX_FIELDS = 25
+
+
+class DiscordHTTPError(Exception):
+    """Raised by route handlers; the front door turns it into Discord's `{"code","message","errors"}` body."""
+
+    def __init__(self, status: int, code: int, message: str, errors: Json | None = None) -> None:
+        super().__init__(f"{status} {code} {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.errors = errors
+
+    def body(self) -> Json:
+        return error_body(self.code, self.message, self.errors)
+
+
+def unknown(kind: str, code: int) -> DiscordHTTPError:
+    return DiscordHTTPError(404, code, f"Unknown {kind}")
+
+
+def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # discord.py compares Content-Type with ==; aiohttp's "; charset=utf-8" would make it treat JSON as text.
+    response = web.Response(body=json.dumps(body).encode(), status=status, headers=headers)
+    response.headers["Content-Type"] = "application/json"
+    return response
+
+
+def empty_response(headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=204, headers=headers)
+
+
+def validate_message_body(body: Json, *, creating: bool, has_files: bool) -> None:
+    """Raises 400/50035 (or 50006 for an empty create) exactly where Discord would reject the body."""
+    errors: Json = {}
+    content = body.get("content")
+    if isinstance(content, str) and len(content) > MAX_CONTENT:
+        errors["content"] = field_error("BASE_TYPE_MAX_LENGTH", f"Must be {MAX_CONTENT} or fewer in length.")
+    embeds = body.get("embeds")
+    if embeds is None and body.get("embed") is not None:
+        embeds = [body["embed"]]
+    if isinstance(embeds, list):
+        if len(embeds) > MAX_EMBEDS:
+            errors["embeds"] = field_error(
+                "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_EMBEDS} or fewer in length."
+            )
+        else:
+            embed_errors = {str(i): e for i, embed in enumerate(embeds) if (e := _embed_errors(embed))}
+            if embed_errors:
+                errors["embeds"] = embed_errors
+            elif sum(embed_size(e) for e in embeds) > MAX_EMBED_TOTAL:
+                # The 6000-character cap is across all embeds of one message (message.mdx "Embed Limits").
+                errors["embeds"] = field_error(
+                    "MAX_EMBED_SIZE_EXCEEDED", f"Embed size exceeds maximum size of {MAX_EMBED_TOTAL}"
+                )
+    if errors:
+        raise DiscordHTTPError(400, 50035, "Invalid Form Body", errors)
+    if (
+        creating
+        and not has_files
+        and not content
+        and not embeds
+        and not body.get("components")
+        and not body.get("sticker_ids")
+        and not body.get("poll")
+    ):
+        raise DiscordHTTPError(400, 50006, "Cannot send an empty message")
+
+
+def _embed_errors(embed: Json) -> Json:
+    errors: Json = {}
+    for key, limit in EMBED_FIELD_LIMITS.items():
+        value = embed.get(key)
+        if isinstance(value, str) and len(value) > limit:
+            errors[key] = field_error("BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length.")
+    fields = embed.get("fields") or []
+    if len(fields) > MAX_FIELDS:
+        errors["fields"] = field_error("BASE_TYPE_MAX_LENGTH", f"Must be {MAX_FIELDS} or fewer in length.")
+    for i, fld in enumerate(fields[:MAX_FIELDS]):
+        field_errs: Json = {}
+        for key, limit in (("name", 256), ("value", 1024)):
+            if len(str(fld.get(key, ""))) > limit:
+                field_errs[key] = field_error("BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length.")
+        if field_errs:
+            errors.setdefault("fields", {})[str(i)] = field_errs
+    footer_text = (embed.get("footer") or {}).get("text", "")
+    if len(footer_text) > 2048:
+        errors["footer"] = {"text": field_error("BASE_TYPE_MAX_LENGTH", "Must be 2048 or fewer in length.")}
+    author_name = (embed.get("author") or {}).get("name", "")
+    if len(author_name) > 256:
+        errors["author"] = {"name": field_error("BASE_TYPE_MAX_LENGTH", "Must be 256 or fewer in length.")}
+    return errors
+
+
+def embed_size(embed: Json) -> int:
+    total = len(embed.get("title") or "") + len(embed.get("description") or "")
+    total += len((embed.get("footer") or {}).get("text", "")) + len(
+        (embed.get("author") or {}).get("name", "")
+    )
+    for fld in embed.get("fields") or []:
+        total += len(str(fld.get("name", ""))) + len(str(fld.get("value", "")))
+    return total
