@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from bot.access import ALLOW_ALL, AccessPolicy
@@ -17,7 +17,7 @@ from bot.splitting import split_message
 from bot.summarize import Summarizer
 from bot.tools.registry import ToolRegistry
 from bot.turns import QueueFull, TurnScheduler
-from bot.types import IncomingMessage, RateLimited, ReplySurface, TurnOutcome
+from bot.types import BackfillItem, ConversationKey, IncomingMessage, RateLimited, ReplySurface, TurnOutcome
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,29 @@ class Engine:
         log.info("command", extra={"command": command.name, "platform": message.platform})
         text = await self._commands.run(message, command, access, prefix)
         return await self._say(surface, text, status="command")
+
+    async def has_history(self, key: ConversationKey) -> bool:
+        """Whether the bot already keeps this conversation (adapters: answer follow-ups without a mention)."""
+        conversation = await self._store.get_conversation(key)
+        return conversation is not None and bool(await self._store.history(conversation.id))
+
+    async def conversation_of(self, platform: str, platform_message_id: str) -> ConversationKey | None:
+        """The conversation a platform message belongs to (a reply to the bot continues it)."""
+        conversation = await self._store.conversation_for_platform_message(platform, platform_message_id)
+        return conversation.key if conversation is not None else None
+
+    async def backfill(self, key: ConversationKey, items: Sequence[BackfillItem]) -> int:
+        """Store the earlier messages of a thread the bot was just brought into; only into an empty conversation."""
+        conversation = await self._store.get_or_create_conversation(key)
+        if not items or await self._store.history(conversation.id):
+            return 0
+        rows = [{"role": item.role if item.role in ("user", "assistant") else "user", "text": item.text,
+                 "author": item.author or None, "platform_message_ids": [item.message_id]}
+                for item in items if item.text.strip()]
+        await self._store.add_messages(conversation.id, rows)
+        for item in items:
+            await self._store.link_platform_message(conversation.id, key.platform, item.message_id)
+        return len(rows)
 
     async def stop(self, message: IncomingMessage) -> bool:
         return self._scheduler.cancel(message.key)

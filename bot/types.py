@@ -116,6 +116,16 @@ class ReplySurface(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class BackfillItem:
+    """A message from a platform thread the bot joins midway, stored once so later turns rely on storage."""
+
+    role: str  # "user" or "assistant"
+    text: str
+    message_id: str
+    author: str = ""
+
+
 @dataclass(slots=True)
 class TurnOutcome:
     """What a finished turn looked like to the user, for tests and adapters."""

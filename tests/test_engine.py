@@ -244,3 +244,26 @@ async def test_long_answer_is_split_without_breaking_code(harness: Harness) -> N
     messages = surface.visible_messages()
     assert len(messages) >= 5
     assert all(len(m) <= 2000 and m.count("```") % 2 == 0 for m in messages)
+
+
+async def test_backfill_of_a_joined_thread_is_stored_once_and_sent(harness: Harness) -> None:
+    from bot.types import BackfillItem
+
+    key = harness.message("", thread="joined").key
+    assert not await harness.engine.has_history(key)
+    items = [BackfillItem("user", "the deploy failed at step 3", "1.1", "alice"),
+             BackfillItem("assistant", "which step?", "1.2", "otherbot")]
+    assert await harness.engine.backfill(key, items) == 2
+    assert await harness.engine.backfill(key, items) == 0
+    assert await harness.engine.has_history(key)
+    await harness.ask("why did it fail?", thread="joined")
+    sent = harness.kimi.requests[-1]["messages"]
+    assert sent[1]["content"].endswith("the deploy failed at step 3")
+    assert await harness.engine.conversation_of("test", "1.1") == key
+
+
+async def test_reply_chain_finds_the_conversation_of_a_bot_message(harness: Harness) -> None:
+    outcome, _ = await harness.ask("hello", thread="chain")
+    key = await harness.engine.conversation_of("test", outcome.message_ids[0])
+    assert key is not None and key.thread == "chain"
+    assert await harness.engine.conversation_of("test", "unknown") is None
