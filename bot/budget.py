@@ -89,6 +89,16 @@ class TokenBucketBudget:
         self._tokens = 0.0
         self._wake_heads()
 
+    def available(self) -> float:
+        """Tokens in the bucket now (0 while a penalty lasts); schedulers use it to plan, not to take."""
+        now = self._clock()
+        self._refill(now)
+        return 0.0 if now < self._blocked_until else self._tokens
+
+    def waiting(self) -> int:
+        """How many writers are queued in `acquire`."""
+        return len(self._final_waiters) + len(self._interim_waiters)
+
     def next_available_in(self, *, final: bool = False) -> float:
         now = self._clock()
         self._refill(now)

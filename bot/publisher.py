@@ -145,6 +145,13 @@ class StreamPublisher:
                 break  # later chunks would land out of order
         if self._surface_status is not None:
             await self._perform(_Action("status", status=None))
+        # Optional surface hook: this answer makes no more writes (a Slack native stream can be stopped).
+        finished = getattr(self._surface, "answer_finished", None)
+        if callable(finished):
+            try:
+                await finished(self.message_ids)
+            except Exception:
+                log.warning("surface answer_finished hook failed", exc_info=True)
         return self.message_ids
 
     async def _stop_writer(self) -> None:

@@ -3,7 +3,13 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.kimi", "tests.fixtures.db", "tests.fixtures.engine"]
+pytest_plugins = [
+    "tests.fixtures.kimi",
+    "tests.fixtures.db",
+    "tests.fixtures.engine",
+    "tests.fixtures.slack",
+    "tests.fixtures.discord",
+]
 
 
 @pytest.fixture(autouse=True)

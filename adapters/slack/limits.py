@@ -1,0 +1,142 @@
+"""Per-workspace write allowances and the lane decision that spreads answers across them.
+
+Slack limits writes per method per workspace (chat.update Tier 3 ~50/min; chat.startStream and chat.stopStream
+Tier 2 ~20/min; chat.appendStream Tier 4 ~100/min) and chat.postMessage per channel (~1/s). Every answer in a
+workspace draws from the same `Allowances`, so concurrent answers never exceed a limit between them.
+
+Arithmetic that shapes the design (see docs/slack.md): with answers of ~12 s, 8 answers at once already need
+every chat.update of a minute for their final writes. An answer whose message shows partial text owes the
+platform at least one more write (its final one); that debt is a *commitment*. An answer may start showing
+partial text only while the allowance it will finish on can pay all commitments within `final_horizon`
+seconds. Answers that cannot stream show the assistant status and post their complete text at once, which
+costs one chat.postMessage and nothing from the workspace-wide buckets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.budget import TokenBucketBudget
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    per_minute: float
+    burst: int
+    reserve: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SlackLimits:
+    """Slack's documented floors. `margin` keeps our rate below Slack's so clock jitter never trips a 429."""
+
+    update: Allowance = Allowance(50, 5, reserve=2)
+    stream_start: Allowance = Allowance(20, 3)
+    stream_stop: Allowance = Allowance(20, 3)
+    stream_append: Allowance = Allowance(100, 10, reserve=3)
+    post_per_channel: Allowance = Allowance(60, 3, reserve=1)
+    status: Allowance = Allowance(50, 5)
+    margin: float = 0.9
+    # 60 makes one real second count as one Slack minute (tests and benchmarks against a time-scaled fake).
+    time_scale: float = 1.0
+    # An answer may start streaming only if all answers already streaming can get their final write this soon.
+    final_horizon: float = 2.0
+
+    def budget(self, allowance: Allowance) -> TokenBucketBudget:
+        rate = allowance.per_minute / 60.0 * self.time_scale * self.margin
+        # One token less than Slack's burst absorbs requests that arrive closer together than they left.
+        burst = max(1, allowance.burst - 1)
+        return TokenBucketBudget(rate=rate, burst=burst, reserve=min(allowance.reserve, burst - 1))
+
+    def capacity(self, allowance: Allowance) -> int:
+        """How many final writes one allowance can make within `final_horizon`."""
+        rate = allowance.per_minute / 60.0 * self.time_scale * self.margin
+        return max(1, int(max(1, allowance.burst - 1) + rate * self.final_horizon))
+
+
+class Allowances:
+    """One workspace's buckets, commitments and deferred stream stops; shared by all of its answers."""
+
+    def __init__(self, limits: SlackLimits) -> None:
+        self.limits = limits
+        self.update = limits.budget(limits.update)
+        self.start = limits.budget(limits.stream_start)
+        self.stop = limits.budget(limits.stream_stop)
+        self.append = limits.budget(limits.stream_append)
+        self.status = limits.budget(limits.status)
+        self._posts: dict[str, TokenBucketBudget] = {}
+        self.edit_streams = 0  # answers showing partial text that will finish with chat.update
+        self.native_streams = 0  # answers showing partial text that will finish with chat.appendStream
+        self.pending_starts = 0  # native answers admitted but not yet started
+        self._stops: set[asyncio.Task[None]] = set()
+
+    def post(self, channel: str) -> TokenBucketBudget:
+        budget = self._posts.get(channel)
+        if budget is None:
+            if len(self._posts) > 5000:  # idle channels' buckets are full again; forget them
+                self._posts = {k: v for k, v in self._posts.items() if v.waiting() or v.available() < v.burst}
+            budget = self._posts[channel] = self.limits.budget(self.limits.post_per_channel)
+        return budget
+
+    # -- lane decisions ---------------------------------------------------------------------------------
+
+    def can_stream_edit(self) -> bool:
+        return self.edit_streams < self.limits.capacity(self.limits.update)
+
+    def can_stream_native(self) -> bool:
+        """A native stream costs a start now and a stop later (both Tier 2); both must keep up."""
+        if self.native_streams + self.pending_starts >= self.limits.capacity(self.limits.stream_append):
+            return False
+        if len(self._stops) >= 2 * self.limits.stream_stop.burst:
+            return False
+        return self.start.available() - self.pending_starts >= 1.0
+
+    # -- deferred stream stops ----------------------------------------------------------------------------
+
+    def stop_later(self, stop: Callable[[], Awaitable[None]]) -> None:
+        """Run `stop` (chat.stopStream) when the Tier-2 budget allows; the text is already complete."""
+        async def run() -> None:
+            await self.stop.acquire(final=True)
+            await stop()
+
+        task = asyncio.create_task(run(), name="slack-stop-stream")
+        self._stops.add(task)
+        task.add_done_callback(self._stops.discard)
+
+    @property
+    def stops_pending(self) -> int:
+        return len(self._stops)
+
+    async def drain(self, timeout: float) -> None:
+        """Let deferred stops finish (shutdown); cancel what is left after `timeout`."""
+        if not self._stops:
+            return
+        tasks = set(self._stops)
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+class AllowanceRegistry:
+    """Allowances per workspace, created on first use."""
+
+    def __init__(self, limits: SlackLimits) -> None:
+        self.limits = limits
+        self._by_team: dict[str, Allowances] = {}
+
+    def for_team(self, team_id: str) -> Allowances:
+        allowances = self._by_team.get(team_id)
+        if allowances is None:
+            allowances = self._by_team[team_id] = Allowances(self.limits)
+        return allowances
+
+    async def drain(self, timeout: float) -> None:
+        await asyncio.gather(*(a.drain(timeout) for a in self._by_team.values()))

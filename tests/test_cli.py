@@ -1,0 +1,72 @@
+"""The command line: version, migrate, and what a start does with turns a crash left behind."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bot.app import build_services
+from bot.cli import main
+from bot.config import Config, ConfigError
+from bot.types import ConversationKey
+from storage.store import Store
+from tests.fakes.kimi import FakeKimi
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("kimibot 0.")
+
+
+async def test_migrate_creates_the_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "data" / "kimibot.db"
+    config = tmp_path / "kimibot.toml"
+    config.write_text(f'[storage]\nurl = "sqlite:///{db}"\n')
+    monkeypatch.chdir(tmp_path)
+    # main() runs its own event loop; run it in a thread so this test's loop is not nested.
+    assert await asyncio.to_thread(main, ["--config", str(config), "migrate"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    store = await Store.open(f"sqlite:///{db}", migrate=False)
+    assert await store.get_or_create_conversation(ConversationKey("console", "local", "me", "s"))
+    await store.close()
+
+
+async def test_start_marks_crashed_turns_interrupted_and_keeps_them(kimi: FakeKimi, db_url: str) -> None:
+    store = await Store.open(db_url)
+    conversation = await store.get_or_create_conversation(ConversationKey("slack", "T1", "C1", "1.0"))
+    await store.add_message(conversation.id, role="user", text="question before the crash")
+    partial = await store.add_message(conversation.id, role="assistant", text="", status="streaming")
+    await store.close()
+    config = Config.model_validate({"kimi": {"api_key": "sk-test", "base_url": kimi.base_url},
+                                    "storage": {"url": db_url}})
+    services = await build_services(config)
+    try:
+        history = await services.store.history(conversation.id)
+        assert [m.text for m in history] == ["question before the crash", ""]
+        assert history[-1].id == partial.id
+        expected = "interrupted" if db_url.startswith("sqlite") else "streaming"
+        assert history[-1].status == expected
+    finally:
+        await services.aclose()
+
+
+async def test_bad_tool_path_is_a_config_error(kimi: FakeKimi, tmp_path: Path) -> None:
+    config = Config.model_validate({
+        "kimi": {"api_key": "sk-test", "base_url": kimi.base_url},
+        "storage": {"url": f"sqlite:///{tmp_path / 'k.db'}"},
+        "tools": {"custom": [{"path": "no_such_module:tool"}]},
+    })
+    with pytest.raises(ConfigError) as info:
+        await build_services(config)
+    assert "tools.custom" in str(info.value) and "no_such_module" in str(info.value)
+
+
+async def test_unreachable_database_is_a_config_error(kimi: FakeKimi) -> None:
+    config = Config.model_validate({"kimi": {"api_key": "sk-test", "base_url": kimi.base_url},
+                                    "storage": {"url": "postgresql://nobody@127.0.0.1:9/none"}})
+    with pytest.raises(ConfigError) as info:
+        await build_services(config)
+    assert str(info.value).startswith("storage.url: cannot open the database")
