@@ -141,6 +141,11 @@ class Answer:
             completion_tokens=last.usage.completion_tokens,
         )
         await self._link(conversation, ids)
+        log.info("answer complete", extra={
+            "conversation": str(message.key), "model": settings.model, "calls": len(result.completions),
+            "prompt_tokens": sum(c.usage.prompt_tokens for c in result.completions),
+            "completion_tokens": sum(c.usage.completion_tokens for c in result.completions),
+            "messages": len(ids), "chars": len(publisher.text)})
         return TurnOutcome(status="complete", text=publisher.text, message_ids=ids)
 
     def _settings(self, conversation: Conversation) -> _Settings:

@@ -78,6 +78,7 @@ class FakeSurface:
     def __init__(self, *, max_chars: int = 4000, budget: WriteBudget | None = None,
                  edit_budget: WriteBudget | None = None, post_budget: WriteBudget | None = None,
                  enforce_rate: tuple[float, int] | None = None, enforcer: RateEnforcer | None = None,
+                 post_enforcer: RateEnforcer | None = None,
                  latency: float | Callable[[str], float] = 0.0,
                  clock: Callable[[], float] = time.monotonic, id_prefix: str = "m") -> None:
         shared = budget or UnlimitedBudget()
@@ -87,6 +88,8 @@ class FakeSurface:
         if enforcer is None and enforce_rate is not None:
             enforcer = RateEnforcer(*enforce_rate, clock=clock)
         self.enforcer = enforcer
+        # Posts may have an allowance of their own (Slack: chat.postMessage per channel vs chat.update per workspace).
+        self.post_enforcer = post_enforcer
         self._latency = latency
         self._clock = clock
         self._prefix = id_prefix
@@ -159,9 +162,9 @@ class FakeSurface:
         retry_after: float | None = None
         if self._injected:
             retry_after = self._injected.pop(0)
-        elif self.enforcer is not None:
+        elif (enforcer := self.post_enforcer if kind == "post" and self.post_enforcer else self.enforcer) is not None:
             try:
-                self.enforcer.check()
+                enforcer.check()
             except RateLimited as limited:
                 retry_after = limited.retry_after
         if retry_after is not None:

@@ -86,6 +86,8 @@ class FakeKimi:
         self.context_window = context_window
         self.balance = balance
         self.requests: list[dict[str, Any]] = []
+        # (answer content, {"first_content": t, "last_content": t}) per streamed answer, for benchmarks.
+        self.stream_marks: list[tuple[str, dict[str, float]]] = []
         self._host = host
         self._port = port
         self._replies: deque[Reply] = deque()
@@ -233,8 +235,10 @@ class FakeKimi:
         )
         await response.prepare(request)
         writer = SseWriter(response, env, req.include_usage, cut)
+        marks: dict[str, float] = {}
+        self.stream_marks.append((answer.content, marks))
         try:
-            await stream_answer(writer, answer, usage, self._pacing())
+            await stream_answer(writer, answer, usage, self._pacing(), marks)
             await response.write_eof()
         except StreamCut:
             self._drop(request)

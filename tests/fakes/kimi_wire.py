@@ -138,7 +138,9 @@ class SseWriter:
         self.deltas += int(counted)
 
 
-async def stream_answer(writer: SseWriter, answer: Answer, usage: dict[str, Any], pacing: Pacing) -> None:
+async def stream_answer(writer: SseWriter, answer: Answer, usage: dict[str, Any], pacing: Pacing,
+                        marks: dict[str, float] | None = None) -> None:
+    """Stream one answer; `marks` gets the monotonic times of the first and last content token (benchmarks)."""
     await writer.event(writer.chunk({"role": "assistant", "content": ""}))
     first = True
     for field_name, text in (("reasoning_content", answer.reasoning or ""), ("content", answer.content)):
@@ -146,6 +148,9 @@ async def stream_answer(writer: SseWriter, answer: Answer, usage: dict[str, Any]
             await (pacing.first_token() if first else pacing.next_token())
             first = False
             await writer.delta({field_name: piece}, counted=field_name == "content")
+            if marks is not None and field_name == "content":
+                marks.setdefault("first_content", time.monotonic())
+                marks["last_content"] = time.monotonic()
     for index, call in enumerate(answer.tool_calls):
         function = call["function"]
         head = {
