@@ -17,6 +17,8 @@ INSTRUCTION = (
 )
 # The summary request itself must fit; the oldest part is cut first.
 MAX_SOURCE_CHARS = 400_000
+# A summary is sent with every later request; a model that ignores the word limit must not crowd out the history.
+MAX_SUMMARY_CHARS = 6_000
 
 UsageRecorder = Callable[[Conversation, IncomingMessage, Completion], Awaitable[None]]
 
@@ -59,6 +61,6 @@ class Summarizer:
         if completion is None or not completion.content.strip():
             return None
         await self._record_usage(conversation, message, completion)
-        summary = completion.content.strip()
+        summary = completion.content.strip()[:MAX_SUMMARY_CHARS]
         await self._store.set_summary(conversation.id, summary, dropped[-1].seq)
         return summary
