@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,6 +23,17 @@ class Services:
     kimi: KimiClient
     tools: ToolRegistry
     engine: Engine
+
+    async def maintain(self, every: float = 3600.0, keep_events: timedelta = timedelta(days=7)) -> None:
+        """Housekeeping while the bot runs: dedupe keys are needed for retries and replays, not forever."""
+        while True:
+            try:
+                pruned = await self.store.prune_events(keep_events)
+                if pruned:
+                    log.info("pruned processed events", extra={"count": pruned})
+            except Exception:  # housekeeping must never take the bot down
+                log.exception("event pruning failed")
+            await asyncio.sleep(every)
 
     async def aclose(self) -> None:
         await self.engine.shutdown()

@@ -64,9 +64,11 @@ async def _run(config: Config) -> int:
 
     services = await build_services(config)
     log.info("kimibot starting", extra={"platforms": active, "version": __version__})
+    maintenance = asyncio.create_task(services.maintain())
     try:
         await asyncio.gather(*(serve(services) for serve in servers))
     finally:
+        maintenance.cancel()
         await services.aclose()
     return 0
 

@@ -70,3 +70,23 @@ async def test_unreachable_database_is_a_config_error(kimi: FakeKimi) -> None:
     with pytest.raises(ConfigError) as info:
         await build_services(config)
     assert str(info.value).startswith("storage.url: cannot open the database")
+
+
+async def test_maintenance_prunes_old_dedupe_keys(kimi: FakeKimi, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    config = Config.model_validate({"kimi": {"api_key": "sk-test", "base_url": kimi.base_url},
+                                    "storage": {"url": f"sqlite:///{tmp_path / 'k.db'}"}})
+    services = await build_services(config)
+    try:
+        assert await services.store.claim_event("slack", ["evt-old"])
+        task = asyncio.create_task(services.maintain(every=0.01, keep_events=timedelta(0)))
+        for _ in range(100):
+            if await services.store.claim_event("slack", ["evt-old"]):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the old key was never pruned")
+        task.cancel()
+    finally:
+        await services.aclose()
