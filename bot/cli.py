@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +66,10 @@ async def _run(config: Config) -> int:
     services = await build_services(config)
     log.info("kimibot starting", extra={"platforms": active, "version": __version__})
     maintenance = asyncio.create_task(services.maintain())
+    # `docker stop` sends SIGTERM: finish like Ctrl-C, so running answers are closed and stored as interrupted.
+    main_task = asyncio.current_task()
+    if main_task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     try:
         await asyncio.gather(*(serve(services) for serve in servers))
     finally:
@@ -92,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner = {"run": lambda: _run(config), "migrate": lambda: _migrate(config),
                   "chat": lambda: _chat(config, args.session)}[args.command]
         return asyncio.run(runner())
+    except asyncio.CancelledError:
+        return 0
     except ConfigError as exc:
         print(f"kimibot: config error: {exc}", file=sys.stderr)
         return 2
