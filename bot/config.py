@@ -150,6 +150,14 @@ class SlackConfig(_Section):
     slash_command: str = "/kimi"
     reply_in: Literal["thread", "channel"] = "thread"
     streaming: Literal["edit", "native"] = "edit"
+    # "markdown": send Kimi's Markdown as markdown_text; "mrkdwn": convert to classic mrkdwn text.
+    text_format: Literal["markdown", "mrkdwn"] = "markdown"
+    # Longer answers continue in new thread messages (chat.update refuses text over 4,000 characters).
+    max_message_chars: int = Field(default=3900, ge=500, le=4000)
+    # Multiplies Slack's documented per-minute limits the write scheduler plans with (raise only if granted).
+    rate_scale: float = Field(default=1.0, gt=0)
+    # Messages read once (conversations.replies) when the bot is mentioned in a thread it has not seen.
+    backfill_limit: int = Field(default=200, ge=1, le=1000)
     access: AccessConfig = Field(default_factory=AccessConfig)
 
     @field_validator("api_url")
@@ -171,6 +179,14 @@ class DiscordConfig(_Section):
     sync_guilds: list[int] = Field(default_factory=list)
     shard_ids: list[int] | None = None
     shard_count: int | None = Field(default=None, ge=1)
+    # The slash-command group: /kimi ask, /kimi reset, ...
+    command_name: str = Field(default="kimi", pattern=r"^[-_a-z0-9]{1,32}$")
+    thread_archive_minutes: Literal[60, 1440, 4320, 10080] = 1440
+    # Discord's per-channel message bucket (sends and edits share it); answers are paced to stay inside it.
+    message_rate_limit: int = Field(default=5, ge=3)
+    message_rate_window: float = Field(default=5.0, gt=0)
+    # Earlier messages read once when the bot is mentioned in a thread it has not seen.
+    backfill_limit: int = Field(default=50, ge=0, le=500)
     access: AccessConfig = Field(default_factory=AccessConfig)
 
     @field_validator("api_url", "gateway_url")

@@ -250,7 +250,10 @@ class StreamPublisher:
             chunks = chunks[-1:]
         views = [_View(chunk.render(text), chunk.end) for chunk in self._committed]
         if chunks and not self._decorate:
-            views.append(_View(text[chunks[-1].start:chunks[-1].end], chunks[-1].end))
+            # A continuation reopens its code fence up front so every later write only extends it (streams).
+            last = chunks[-1]
+            head = last.fence_in.opener + "\n" if last.fence_in else ""
+            views.append(_View(head + text[last.start:last.end], last.end))
         elif chunks:
             body = chunks[-1].render(text)
             line = f"\n\n_{self._status}_" if self._status else ""

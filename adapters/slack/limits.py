@@ -55,9 +55,11 @@ class SlackLimits:
         return TokenBucketBudget(rate=rate, burst=burst, reserve=min(allowance.reserve, burst - 1))
 
     def capacity(self, allowance: Allowance) -> int:
-        """How many final writes one allowance can make within `final_horizon`."""
+        """How many final writes one allowance can make within `final_horizon` when interim writes have
+        drained it to its reserve (they may never take the reserve)."""
         rate = allowance.per_minute / 60.0 * self.time_scale * self.margin
-        return max(1, int(max(1, allowance.burst - 1) + rate * self.final_horizon))
+        reserve = min(allowance.reserve, max(1, allowance.burst - 1) - 1)
+        return max(1, int(reserve + rate * self.final_horizon))
 
 
 class Allowances:
@@ -113,12 +115,12 @@ class Allowances:
     def stops_pending(self) -> int:
         return len(self._stops)
 
-    async def drain(self, timeout: float) -> None:
-        """Let deferred stops finish (shutdown); cancel what is left after `timeout`."""
+    async def drain(self, grace: float) -> None:
+        """Let deferred stops finish (shutdown); cancel what is left after `grace` seconds."""
         if not self._stops:
             return
         tasks = set(self._stops)
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        _, pending = await asyncio.wait(tasks, timeout=grace)
         for task in pending:
             task.cancel()
         with contextlib.suppress(Exception):
@@ -138,5 +140,5 @@ class AllowanceRegistry:
             allowances = self._by_team[team_id] = Allowances(self.limits)
         return allowances
 
-    async def drain(self, timeout: float) -> None:
-        await asyncio.gather(*(a.drain(timeout) for a in self._by_team.values()))
+    async def drain(self, grace: float) -> None:
+        await asyncio.gather(*(a.drain(grace) for a in self._by_team.values()))

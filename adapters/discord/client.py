@@ -1,0 +1,147 @@
+"""The discord.py client: intents, shards, endpoints from config, command sync, and turn tasks.
+
+It is always an AutoShardedClient: with `shard_ids`/`shard_count` set, several processes split the guilds
+(Discord routes each guild to shard `(guild_id >> 22) % shard_count`, DMs to shard 0) and share one database,
+whose processed-events table answers each message once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import discord
+import discord.gateway
+import discord.http
+import yarl
+from discord import app_commands
+
+from adapters.discord.commands import KimiGroup, SlashHandler
+from adapters.discord.events import MessageRouter
+from adapters.discord.surface import ChannelBudgets
+from bot.access import AccessPolicy
+from bot.app import Services
+from bot.config import DiscordConfig
+
+log = logging.getLogger(__name__)
+
+INTENT_MISSING = (
+    "discord: Discord refused the Message Content intent (gateway close 4014). Enable it at "
+    "https://discord.com/developers/applications → your application → Bot → Privileged Gateway Intents → "
+    "MESSAGE CONTENT INTENT, save, and start kimibot again."
+)
+
+
+def intents() -> discord.Intents:
+    """Guilds, guild and DM messages, and MESSAGE_CONTENT (privileged) so thread follow-ups need no mention."""
+    wanted = discord.Intents.default()
+    wanted.message_content = True
+    # Roles arrive with each message's member object; the member list itself is not needed.
+    wanted.members = False
+    wanted.presences = False
+    return wanted
+
+
+@contextlib.contextmanager
+def discord_endpoints(api_url: str, gateway_url: str) -> Iterator[None]:
+    """Points discord.py's REST base and gateway at the configured hosts (a proxy, or a test fake).
+
+    discord.py has no constructor option for them: these two class attributes are its only hard-coded hosts.
+    """
+    route, socket = discord.http.Route, discord.gateway.DiscordWebSocket
+    saved = (route.BASE, socket.DEFAULT_GATEWAY)
+    route.BASE = api_url.rstrip("/")
+    socket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+    try:
+        yield
+    finally:
+        route.BASE, socket.DEFAULT_GATEWAY = saved
+
+
+class KimiDiscordClient(discord.AutoShardedClient):
+    def __init__(self, services: Services, *, guild_ready_timeout: float = 2.0, identify_delay: float = 5.0,
+                 clock: Callable[[], datetime] = discord.utils.utcnow, **options: Any) -> None:
+        config = services.config.discord
+        if config.shard_ids is not None and config.shard_count is None:
+            raise ValueError("discord.shard_ids needs discord.shard_count")
+        super().__init__(intents=intents(), shard_ids=config.shard_ids, shard_count=config.shard_count,
+                         guild_ready_timeout=guild_ready_timeout, chunk_guilds_at_startup=False,
+                         max_ratelimit_timeout=30.0, allowed_mentions=discord.AllowedMentions.none(),
+                         **options)
+        self.config: DiscordConfig = config
+        self._identify_delay = identify_delay
+        access = AccessPolicy(config.access)
+        self.budgets = ChannelBudgets(limit=config.message_rate_limit, window=config.message_rate_window)
+        self.router = MessageRouter(engine=services.engine, config=config, access=access, budgets=self.budgets)
+        handler = SlashHandler(engine=services.engine, access=access, budgets=self.budgets,
+                               group=config.command_name, clock=clock)
+        self.tree = app_commands.CommandTree(self)
+        self.tree.add_command(KimiGroup(handler, name=config.command_name))
+        self._turns: set[asyncio.Task[None]] = set()
+        self.turns_finished = 0
+        self._turn_done = asyncio.Condition()
+
+    async def setup_hook(self) -> None:
+        if self.shard_count is None:
+            # Resolved here rather than by discord.py so the configured gateway URL is the one used.
+            self.shard_count, _, _ = await self.http.get_bot_gateway()
+        await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        try:
+            if not self.config.sync_guilds:
+                synced = await self.tree.sync()
+                log.info("slash commands synced globally", extra={"commands": len(synced)})
+                return
+            for guild_id in self.config.sync_guilds:
+                guild = discord.Object(guild_id)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+                log.info("slash commands synced to guild", extra={"guild": guild_id, "commands": len(synced)})
+        except discord.HTTPException as error:
+            # Mentions and DMs still work; the usual cause is an invite without the applications.commands scope.
+            log.error("slash command sync failed; re-invite the bot with the applications.commands scope",
+                      extra={"status": error.status, "code": error.code})
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        # Discord lets one shard identify per 5 s (max_concurrency 1); tests run a fake without that limit.
+        if not initial and self._identify_delay > 0:
+            await asyncio.sleep(self._identify_delay)
+
+    async def on_message(self, message: discord.Message) -> None:
+        me = self.user
+        if me is None or message.author.id == me.id:
+            return  # every message the bot writes comes back over the gateway too
+        task = asyncio.create_task(self._turn(message, me), name="kimibot-discord-turn")
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
+
+    async def _turn(self, message: discord.Message, me: discord.ClientUser) -> None:
+        try:
+            await self.router.on_message(message, me)
+        except Exception:
+            log.exception("handling a Discord message failed", extra={"message_id": message.id})
+        finally:
+            async with self._turn_done:
+                self.turns_finished += 1
+                self._turn_done.notify_all()
+
+    async def on_ready(self) -> None:
+        log.info("discord ready", extra={"guilds": len(self.guilds), "shards": self.shard_count})
+
+    async def wait_for_turns(self, count: int) -> None:
+        """Returns once `count` delivered messages have been handled (answered, refused or ignored)."""
+        async with self._turn_done:
+            await self._turn_done.wait_for(lambda: self.turns_finished >= count)
+
+    async def close(self) -> None:
+        turns = list(self._turns)
+        for task in turns:
+            task.cancel()
+        if turns:
+            await asyncio.gather(*turns, return_exceptions=True)
+        await super().close()

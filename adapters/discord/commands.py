@@ -1,0 +1,128 @@
+"""Slash commands: one `/kimi` group (ask, reset, model, think, system, usage, stop, help).
+
+One group reads best in Discord's picker: typing `/kimi` lists every action together, under the bot's name, and
+generic words such as `/reset` or `/help` cannot collide with other bots' commands. Every command is deferred
+before any I/O (Discord wants the first response within 3 s), then answered through the core.
+
+Which conversation a command acts on: in a thread or DM, the one there; in a channel, the user's own slash
+conversation in that channel (replies to its answers continue it, like any bot message).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Literal
+
+import discord
+from discord import app_commands
+
+from adapters.discord import incoming as conv
+from adapters.discord.interaction_surface import InteractionSurface
+from adapters.discord.surface import ChannelBudgets
+from bot.access import AccessPolicy
+from bot.commands import Command
+from bot.engine import Engine
+from bot.types import IncomingAttachment, IncomingMessage
+
+log = logging.getLogger(__name__)
+
+PROMPT_MAX = 6000  # Discord's limit for a string option
+
+
+class SlashHandler:
+    """What each command does; the group below only declares the options Discord shows."""
+
+    def __init__(self, *, engine: Engine, access: AccessPolicy, budgets: ChannelBudgets, group: str,
+                 clock: Callable[[], datetime] = discord.utils.utcnow) -> None:
+        self._engine = engine
+        self._access = access
+        self._budgets = budgets
+        self._prefix = f"/{group} "
+        self._clock = clock
+
+    def _message(self, interaction: discord.Interaction, text: str,
+                 attachments: tuple[IncomingAttachment, ...] = ()) -> IncomingMessage:
+        channel, guild = interaction.channel, interaction.guild
+        if interaction.guild_id is None:
+            place = conv.Place(conv.DM_WORKSPACE, str(interaction.channel_id), conv.DM_THREAD, is_dm=True)
+        elif isinstance(channel, discord.Thread):
+            place = conv.place_of(channel, guild) if guild is not None else conv.Place(
+                str(interaction.guild_id), str(channel.parent_id), str(channel.id), (str(channel.id),))
+        else:
+            category = getattr(channel, "category_id", None)
+            place = conv.Place(str(interaction.guild_id), str(interaction.channel_id), f"u{interaction.user.id}",
+                               tuple(str(i) for i in (category,) if i))
+        return conv.incoming(place, message_id=interaction.id, author=interaction.user, text=text,
+                             attachments=attachments, mentioned=True, dedupe_key=f"interaction:{interaction.id}")
+
+    async def _refused(self, interaction: discord.Interaction, message: IncomingMessage) -> bool:
+        decision = self._access.check(message)
+        if decision.allowed:
+            return False
+        # Said privately and at once: within the 3-second window, no defer needed.
+        await interaction.response.send_message(decision.reason, ephemeral=True)
+        return True
+
+    async def ask(self, interaction: discord.Interaction, prompt: str, image: discord.Attachment | None) -> None:
+        files = (conv.attachment(image),) if image is not None else ()
+        message = self._message(interaction, prompt, files)
+        if await self._refused(interaction, message):
+            return
+        await interaction.response.defer(thinking=True)
+        surface = InteractionSurface(interaction, self._budgets, clock=self._clock)
+        await self._engine.handle(message, surface, access=self._access)
+
+    async def command(self, interaction: discord.Interaction, name: str, args: str = "", *,
+                      private: bool = False) -> None:
+        message = self._message(interaction, f"{self._prefix}{name} {args}".strip())
+        if await self._refused(interaction, message):
+            return
+        await interaction.response.defer(thinking=True, ephemeral=private)
+        surface = InteractionSurface(interaction, self._budgets, ephemeral=private, clock=self._clock)
+        await self._engine.run_command(message, Command(name, args.strip()), surface, access=self._access,
+                                       prefix=self._prefix)
+
+
+class KimiGroup(app_commands.Group):
+    def __init__(self, handler: SlashHandler, *, name: str) -> None:
+        super().__init__(name=name, description="Ask Kimi, and manage this conversation")
+        self.handler = handler
+
+    @app_commands.command(name="ask", description="Ask Kimi a question, optionally about an image or file")
+    @app_commands.describe(prompt="Your question", image="A screenshot, image, text file or PDF to ask about")
+    async def ask(self, interaction: discord.Interaction, prompt: app_commands.Range[str, 1, PROMPT_MAX],
+                  image: discord.Attachment | None = None) -> None:
+        await self.handler.ask(interaction, prompt, image)
+
+    @app_commands.command(name="reset", description="Start a fresh conversation here")
+    async def reset(self, interaction: discord.Interaction) -> None:
+        await self.handler.command(interaction, "reset")
+
+    @app_commands.command(name="model", description="Show or set the model (admins), e.g. kimi-k2.6")
+    @app_commands.describe(model="Model id; leave empty to see the current one")
+    async def model(self, interaction: discord.Interaction, model: str | None = None) -> None:
+        await self.handler.command(interaction, "model", model or "")
+
+    @app_commands.command(name="think", description="Turn Kimi's thinking on or off for this conversation")
+    async def think(self, interaction: discord.Interaction, mode: Literal["on", "off"] | None = None) -> None:
+        await self.handler.command(interaction, "think", mode or "")
+
+    @app_commands.command(name="system", description="Show or set this conversation's system prompt (admins)")
+    @app_commands.describe(prompt="New system prompt, or 'reset' for the default; empty to show it")
+    async def system(self, interaction: discord.Interaction,
+                     prompt: app_commands.Range[str, 1, PROMPT_MAX] | None = None) -> None:
+        await self.handler.command(interaction, "system", prompt or "")
+
+    @app_commands.command(name="usage", description="Tokens and cost: this conversation, you, this server")
+    async def usage(self, interaction: discord.Interaction) -> None:
+        await self.handler.command(interaction, "usage", private=True)
+
+    @app_commands.command(name="stop", description="Stop the answer being written here")
+    async def stop(self, interaction: discord.Interaction) -> None:
+        await self.handler.command(interaction, "stop")
+
+    @app_commands.command(name="help", description="What Kimi can do here")
+    async def help(self, interaction: discord.Interaction) -> None:
+        await self.handler.command(interaction, "help", private=True)

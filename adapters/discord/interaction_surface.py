@@ -1,0 +1,102 @@
+"""A ReplySurface over a deferred slash-command interaction.
+
+The deferred "is thinking…" message is the status until text arrives; the first message edits it
+(`edit_original_response`), longer answers continue in followups. An interaction token lives 15 minutes: close
+to that, writes move to the bot's own channel endpoints so a long answer (many tool rounds) still completes.
+Interaction webhooks have their own per-token bucket (and skip the global limit), so each interaction gets its
+own budget; after the hand-over the channel's shared budget applies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import discord
+
+from adapters.discord.surface import (
+    DISCORD_OPTIONS,
+    MAX_CHARS,
+    NO_PINGS,
+    ChannelBudgets,
+    call_discord,
+)
+from bot.budget import TokenBucketBudget
+from bot.types import WriteBudget
+
+log = logging.getLogger(__name__)
+
+# The interaction webhook bucket observed as 5 per 2 s: burst 2 + 1.5/s * 2 s stays within it.
+TOKEN_RATE, TOKEN_BURST = 1.5, 2
+# Writes switch to the channel this long before the token expires, leaving room for a slow request.
+EXPIRY_MARGIN = timedelta(seconds=60)
+
+
+class InteractionSurface:
+    max_chars = MAX_CHARS
+    publish_options = DISCORD_OPTIONS
+
+    def __init__(self, interaction: discord.Interaction, budgets: ChannelBudgets, *, ephemeral: bool = False,
+                 clock: Callable[[], datetime] = discord.utils.utcnow) -> None:
+        self._interaction = interaction
+        self._budgets = budgets
+        self._ephemeral = ephemeral
+        self._clock = clock
+        self._token_budget = TokenBucketBudget(rate=TOKEN_RATE, burst=TOKEN_BURST, reserve=1)
+        self._original: int | None = None
+        self.via_channel: list[int] = []
+
+    def _expiring(self) -> bool:
+        # Ephemeral messages exist only through the token, so there is nothing to hand over.
+        return not self._ephemeral and self._clock() >= self._interaction.expires_at - EXPIRY_MARGIN
+
+    @property
+    def edit_budget(self) -> WriteBudget:
+        if self._expiring() and self._interaction.channel_id is not None:
+            return self._budgets.for_channel(self._interaction.channel_id)
+        return self._token_budget
+
+    @property
+    def post_budget(self) -> WriteBudget:
+        return self.edit_budget
+
+    def _channel(self) -> discord.abc.Messageable | None:
+        channel = self._interaction.channel
+        return channel if isinstance(channel, discord.abc.Messageable) else None
+
+    async def post(self, text: str) -> str:
+        interaction = self._interaction
+        channel = self._channel()
+        if self._expiring() and channel is not None:
+            await self._budgets.global_requests.acquire(final=True)
+            sent = await call_discord(channel.send(text, allowed_mentions=NO_PINGS))
+            self.via_channel.append(sent.id)
+            return str(sent.id)
+        if self._original is None:
+            message = await call_discord(interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS))
+            self._original = message.id
+            return str(message.id)
+        followup = await call_discord(interaction.followup.send(text, wait=True, ephemeral=self._ephemeral,
+                                                                allowed_mentions=NO_PINGS))
+        return str(followup.id)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        interaction = self._interaction
+        channel = self._channel()
+        if self._expiring() and channel is not None:
+            partial = channel.get_partial_message(int(message_id))  # type: ignore[attr-defined]
+            await self._budgets.global_requests.acquire(final=True)
+            await call_discord(partial.edit(content=text, allowed_mentions=NO_PINGS))
+            self.via_channel.append(int(message_id))
+        elif int(message_id) == self._original:
+            await call_discord(interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS))
+        else:
+            await call_discord(interaction.followup.edit_message(int(message_id), content=text,
+                                                                 allowed_mentions=NO_PINGS))
+
+    async def set_status(self, status: str | None) -> None:
+        """The deferred response already shows "<bot> is thinking…" until the first text."""
+
+    async def close(self) -> None:
+        """Nothing to release; present so callers treat every surface alike."""

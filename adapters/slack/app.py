@@ -1,0 +1,203 @@
+"""Bolt wiring: listeners for mentions, messages and the slash command, routed to the engine.
+
+Bolt acks events at once (process_before_response off), so every answer runs in a task the adapter owns and
+cancels on shutdown. Exactly-once is the engine's claim of every delivery's dedupe keys (event id and
+channel:ts) in the processed-events table; a thread is backfilled under its own claim so that even retries
+and replicas read it with conversations.replies only once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.commands import SlashCommands
+from adapters.slack.events import PLATFORM, SlackEvent, backfill_role, clean_text, ignore_reason, incoming, parse_event
+from adapters.slack.files import SlackFiles
+from adapters.slack.limits import AllowanceRegistry, SlackLimits
+from adapters.slack.surface import SlackSurface
+from bot.access import AccessPolicy
+from bot.app import Services
+from bot.types import BackfillItem, ConversationKey
+
+log = logging.getLogger(__name__)
+
+Ack = Callable[..., Awaitable[None]]
+
+
+class SlackAdapter:
+    def __init__(self, services: Services, *, limits: SlackLimits | None = None) -> None:
+        self.services = services
+        self.config = cfg = services.config.slack
+        if cfg.bot_token is None:
+            raise ValueError("slack.bot_token is not set")
+        token = cfg.bot_token.get_secret_value()
+        self.token = token
+        # Reads and one-off posts may wait out a 429 inside the SDK; streamed writes must not (stale text).
+        self.client = AsyncWebClient(token=token, base_url=cfg.api_url)
+        self.client.retry_handlers.extend([AsyncRateLimitErrorRetryHandler(max_retry_count=2),
+                                           AsyncServerErrorRetryHandler(max_retry_count=1)])
+        self.write_client = AsyncWebClient(token=token, base_url=cfg.api_url)
+        secret = cfg.signing_secret.get_secret_value() if cfg.signing_secret else None
+        self.app = AsyncApp(client=self.client, signing_secret=secret,
+                            request_verification_enabled=secret is not None)
+        base = limits or SlackLimits()
+        if cfg.rate_scale != 1.0:
+            base = SlackLimits(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
+                                  "time_scale": base.time_scale * cfg.rate_scale})
+        self.allowances = AllowanceRegistry(base)
+        self.access = AccessPolicy(cfg.access)
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.deliveries = 0  # listener invocations, for health checks and tests that wait on them
+        self.commands = SlashCommands(self)
+        self.app.event("app_mention")(self._on_event)
+        self.app.event("message")(self._on_event)
+        self.app.command(cfg.slash_command)(self._on_command)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        return self._session
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("slack handler failed", exc_info=task.exception())
+
+    async def idle(self) -> None:
+        """Wait until every answer in flight has finished (tests and benchmarks)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.allowances.drain(grace=60.0)  # deferred stream stops
+
+    async def aclose(self, grace: float = 5.0) -> None:
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.allowances.drain(grace)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def web_app(self, path: str = "/slack/events") -> web.Application:
+        """HTTP mode: Bolt's request verification on `path`, and /healthz for load balancers."""
+        async def events(request: web.Request) -> web.StreamResponse:
+            return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
+
+        async def healthz(request: web.Request) -> web.Response:
+            return web.json_response({"ok": True, "answers_in_flight": len(self._tasks)})
+
+        application = web.Application()
+        application.add_routes([web.post(path, events), web.get("/healthz", healthz)])
+        return application
+
+    # -- surfaces -------------------------------------------------------------------------------------
+
+    def surface(self, team: str, channel: str, thread_ts: str | None, recipient: str | None) -> SlackSurface:
+        cfg = self.config
+        return SlackSurface(client=self.write_client, allowances=self.allowances.for_team(team), channel=channel,
+                            thread_ts=thread_ts, team_id=team, recipient=recipient, streaming=cfg.streaming,
+                            text_format=cfg.text_format, max_chars=cfg.max_message_chars)
+
+    # -- events ---------------------------------------------------------------------------------------
+
+    async def _on_event(self, body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
+        self.deliveries += 1
+        reason = ignore_reason(event, bot_user_id=context.bot_user_id, bot_id=context.bot_id,
+                               ignore_bots=self.config.access.ignore_bots)
+        if reason is not None:
+            log.debug("slack event ignored", extra={"reason": reason})
+            return
+        ev = parse_event(body, event, context.bot_user_id)
+        if ev.kind == "message" and ev.mentioned and not ev.is_dm:
+            return  # the app_mention delivery of the same message answers it
+        scopes = getattr(context.authorize_result, "bot_scopes", None) if context.authorize_result else None
+        self.spawn(self._answer(ev, context.bot_user_id, context.bot_id, scopes), name="slack-answer")
+
+    async def _answer(self, ev: SlackEvent, bot_user_id: str | None, bot_id: str | None,
+                      scopes: list[str] | None) -> None:
+        engine = self.services.engine
+        thread = ev.key_thread
+        if not ev.is_dm and not ev.mentioned:
+            if not ev.in_thread:
+                return
+            if not await engine.has_history(ConversationKey(PLATFORM, ev.team, ev.channel, thread)):
+                # With reply_in = "channel" the user may reply in the thread of the bot's own answer.
+                other = await engine.conversation_of(PLATFORM, ev.thread_ts or "")
+                if other is None or other.channel != ev.channel:
+                    return
+                thread = other.thread
+        elif ev.mentioned and ev.in_thread and not ev.is_dm:
+            await self._backfill_once(ev, bot_user_id, bot_id)
+        attachments = await SlackFiles(client=self.client, session=self.session, token=self.token) \
+            .attachments(ev.files, scopes) if ev.files else ()
+        message = incoming(ev, thread=thread, bot_user_id=bot_user_id, attachments=attachments)
+        surface = self.surface(ev.team, ev.channel, ev.reply_thread(self.config.reply_in), ev.user)
+        try:
+            await engine.handle(message, surface, access=self.access, command_prefix="!")
+        finally:
+            surface.release()
+
+    async def _backfill_once(self, ev: SlackEvent, bot_user_id: str | None, bot_id: str | None) -> None:
+        key = ConversationKey(PLATFORM, ev.team, ev.channel, ev.key_thread)
+        engine = self.services.engine
+        if await engine.has_history(key):
+            return
+        # Its own claim: retries, the twin delivery and other replicas never read the thread again.
+        if not await self.services.store.claim_event(PLATFORM, (f"backfill:{ev.channel}:{ev.thread_ts}",)):
+            return
+        try:
+            response = await self.client.conversations_replies(channel=ev.channel, ts=ev.thread_ts or ev.ts,
+                                                               limit=self.config.backfill_limit)
+        except SlackApiError as error:
+            log.warning("thread backfill failed", extra={"error": error.response.get("error")})
+            return
+        items: list[BackfillItem] = []
+        for m in response.get("messages") or []:
+            if not isinstance(m, dict) or float(m.get("ts") or 0) >= float(ev.ts):
+                continue
+            if str(m.get("subtype") or "") not in ("", "file_share", "thread_broadcast", "bot_message"):
+                continue
+            text = clean_text(str(m.get("text") or ""), bot_user_id)
+            role = backfill_role(m, bot_user_id=bot_user_id, bot_id=bot_id)
+            if role == "user" and m.get("files"):
+                names = ", ".join(str(f.get("name") or "file") for f in m["files"] if isinstance(f, dict))
+                text = f"{text}\n[shared files: {names}]".strip()
+            author = str(m.get("user") or m.get("username") or "")
+            if role == "user" and author:
+                text = f"<@{author}>: {text}"
+            items.append(BackfillItem(role=role, text=text, message_id=str(m.get("ts")), author=author))
+        stored = await engine.backfill(key, items)
+        log.info("thread backfilled", extra={"messages": stored})
+
+    # -- slash command ----------------------------------------------------------------------------------
+
+    async def _on_command(self, ack: Ack, command: dict[str, Any], respond: Any, context: Any) -> None:
+        await ack()  # within Slack's 3 s, before anything slow
+        self.deliveries += 1
+        self.spawn(self.commands.run(command, respond), name="slack-command")

@@ -1,0 +1,104 @@
+"""The slash command: `/kimi <question>` gets a visible parent message and an answer streamed into its thread;
+`/kimi reset | model | think | system | usage | stop | help` go to the engine and answer privately.
+
+Slash commands cannot be used in threads, so a subcommand applies to the conversation of the place it was
+typed: the DM's top-level conversation, or the channel's own (thread-less) conversation. Inside threads the
+same commands work as `!reset` and friends.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from slack_sdk.errors import SlackApiError
+
+from adapters.slack.events import PLATFORM
+from adapters.slack.render import escape
+from adapters.slack.surface import error_code
+from bot.budget import UnlimitedBudget
+from bot.commands import command_from_words
+from bot.types import IncomingMessage
+
+if TYPE_CHECKING:
+    from adapters.slack.app import SlackAdapter
+
+log = logging.getLogger(__name__)
+
+CANNOT_POST = ("I can't post in this conversation. Invite me with `/invite @kimibot`, or ask me in a DM.")
+
+
+class RespondSurface:
+    """Private replies through the command's response_url (Slack allows 5 per command)."""
+
+    max_chars = 3000
+
+    def __init__(self, respond: Any) -> None:
+        self._respond = respond
+        self.edit_budget = UnlimitedBudget()
+        self.post_budget = UnlimitedBudget()
+        self.sent: list[str] = []
+
+    async def post(self, text: str) -> str:
+        self.sent.append(text)
+        await self._respond(text=text, response_type="ephemeral")
+        return ""
+
+    async def edit(self, message_id: str, text: str) -> None:
+        await self.post(text)
+
+    async def set_status(self, status: str | None) -> None:
+        return None
+
+
+class SlashCommands:
+    def __init__(self, adapter: SlackAdapter) -> None:
+        self.adapter = adapter
+
+    async def run(self, command: dict[str, Any], respond: Any) -> None:
+        adapter = self.adapter
+        team = str(command.get("team_id") or "")
+        channel = str(command.get("channel_id") or "")
+        user = str(command.get("user_id") or "")
+        text = str(command.get("text") or "").strip()
+        is_dm = channel.startswith("D")
+        prefix = f"{adapter.config.slash_command} "
+        subcommand = command_from_words(text)
+        base: dict[str, Any] = {"platform": PLATFORM, "workspace": team, "channel": channel, "user": user,
+                                "user_name": str(command.get("user_name") or user), "is_dm": is_dm,
+                                "mentioned": True}
+        if subcommand is not None:
+            message = IncomingMessage(**base, thread="dm" if is_dm else "channel",
+                                      message_id=str(command.get("trigger_id") or ""), text=text)
+            surface = RespondSurface(respond)
+            decision = adapter.access.check(message)
+            if not decision.allowed:
+                await surface.post(decision.reason)
+                return
+            await adapter.services.engine.run_command(message, subcommand, surface, access=adapter.access,
+                                                      prefix=prefix)
+            return
+        probe = IncomingMessage(**base, thread="", message_id="", text=text)
+        decision = adapter.access.check(probe)
+        if not decision.allowed:
+            await respond(text=decision.reason, response_type="ephemeral")
+            return
+        allowances = adapter.allowances.for_team(team)
+        await allowances.post(channel).acquire(final=True)
+        quoted = "\n".join(f"> {escape(line)}" for line in text.splitlines()[:20])
+        try:
+            parent = await adapter.client.chat_postMessage(
+                channel=channel, text=f"<@{user}> asked with `{adapter.config.slash_command}`:\n{quoted}")
+        except SlackApiError as error:
+            log.info("slash command parent not posted", extra={"error": error_code(error)})
+            await respond(text=CANNOT_POST, response_type="ephemeral")
+            return
+        parent_ts = str(parent["ts"])
+        trigger = str(command.get("trigger_id") or parent_ts)
+        message = IncomingMessage(**base, thread=parent_ts, message_id=parent_ts, text=text,
+                                  dedupe_keys=(f"command:{trigger}", f"{channel}:{parent_ts}"))
+        surface = adapter.surface(team, channel, parent_ts, user)
+        try:
+            await adapter.services.engine.handle(message, surface, access=adapter.access, command_prefix="!")
+        finally:
+            surface.release()

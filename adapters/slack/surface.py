@@ -1,0 +1,290 @@
+"""ReplySurface for one Slack answer: picks the answer's lane and maps the publisher's writes onto Slack.
+
+Lanes (decided when the answer starts, from the workspace's `Allowances`):
+
+* native: chat.startStream with the first text, chat.appendStream for every later write (Tier 4), and
+  chat.stopStream deferred until the Tier-2 budget allows (the text is complete before the stop). Any stream
+  error switches the answer to the edit lane and rewrites the message with chat.update.
+* edit: a placeholder, then chat.update (Tier 3, shared by the workspace) as text arrives.
+* deferred: when the workspace cannot pay another stream's final write promptly, the answer shows the
+  assistant status and posts its text only when complete (one chat.postMessage, per-channel allowance);
+  it joins the edit lane as soon as a commitment slot frees.
+
+Writes use a client without slack_sdk's rate-limit retry handler: a 429 becomes `RateLimited`, the budget
+is penalised for Retry-After, and the publisher re-plans with the newest text instead of a stale one sleeping
+inside the SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.limits import Allowances
+from adapters.slack.render import message_fields
+from bot.budget import TokenBucketBudget
+from bot.types import PublishOptions, RateLimited
+
+log = logging.getLogger(__name__)
+
+_POLL = 0.25
+
+
+def retry_after_of(error: SlackApiError) -> float | None:
+    """Retry-After seconds when `error` is a 429, else None."""
+    response = error.response
+    if getattr(response, "status_code", None) != 429:
+        return None
+    headers = {k.lower(): v for k, v in (getattr(response, "headers", None) or {}).items()}
+    try:
+        return float(headers.get("retry-after", 1))
+    except (TypeError, ValueError):
+        return 1.0
+
+
+def error_code(error: SlackApiError) -> str:
+    try:
+        return str(error.response.get("error") or "")
+    except Exception:
+        return ""
+
+
+class _PostGate:
+    """The surface's post budget: which bucket a post draws from depends on the lane and on finality."""
+
+    def __init__(self, surface: SlackSurface) -> None:
+        self._s = surface
+
+    def try_acquire(self, *, final: bool = False) -> bool:
+        s = self._s
+        channel = s.allowances.post(s.channel)
+        if final:
+            if channel.try_acquire(final=True):
+                s.next_post = "plain"
+                return True
+            return False
+        if s.lane == "native":
+            if s.allowances.start.try_acquire(final=False):
+                s.next_post = "stream"
+                return True
+            return False
+        if not s.reserved and not s.allowances.can_stream_edit():
+            return False
+        if not channel.try_acquire(final=False):
+            return False
+        s.reserve_edit()
+        s.next_post = "plain"
+        return True
+
+    async def acquire(self, *, final: bool = False) -> None:
+        s = self._s
+        if final:
+            await s.allowances.post(s.channel).acquire(final=True)
+            s.next_post = "plain"
+            return
+        while not self.try_acquire(final=False):  # noqa: ASYNC110 (the gate spans several buckets)
+            await asyncio.sleep(max(self.next_available_in(final=False), 0.01))
+
+    def penalize(self, retry_after: float) -> None:
+        """The surface already penalised the bucket that answered 429."""
+
+    def next_available_in(self, *, final: bool = False) -> float:
+        s = self._s
+        channel = s.allowances.post(s.channel)
+        if final:
+            return channel.next_available_in(final=True)
+        if s.lane == "native":
+            return s.allowances.start.next_available_in(final=False)
+        if not s.reserved and not s.allowances.can_stream_edit():
+            return _POLL
+        return channel.next_available_in(final=False)
+
+
+class SlackSurface:
+    def __init__(self, *, client: AsyncWebClient, allowances: Allowances, channel: str, thread_ts: str | None,
+                 team_id: str, recipient: str | None, streaming: str = "edit", text_format: str = "markdown",
+                 max_chars: int = 3900, placeholder: str = "…") -> None:
+        self.client = client
+        self.allowances = allowances
+        self.channel = channel
+        self.thread_ts = thread_ts
+        self.team_id = team_id
+        self.recipient = recipient
+        self.streaming = streaming
+        self.text_format = text_format
+        self.max_chars = max_chars
+        self.placeholder = placeholder
+        self.lane: str | None = None
+        self.next_post = "plain"
+        self.reserved = False
+        self._native_counted = False
+        self._pending_start = False
+        self._streams: dict[str, str] = {}  # ts -> text appended so far, while the stream is open
+        self._status: str | None = None
+        self._released = False
+        self.post_budget = _PostGate(self)
+        self.writes: dict[str, int] = {}
+
+    # -- lane -------------------------------------------------------------------------------------------
+
+    @property
+    def publish_options(self) -> PublishOptions:
+        if self.lane is None:
+            self._choose_lane()
+        if self.lane == "native":
+            return PublishOptions(placeholder=None, decorate=False)
+        if self.lane == "edit":
+            return PublishOptions(placeholder=self.placeholder)
+        return PublishOptions(placeholder=None)
+
+    def _choose_lane(self) -> None:
+        a = self.allowances
+        if self.streaming == "native" and self.thread_ts and a.can_stream_native():
+            self.lane, self._pending_start = "native", True
+            a.pending_starts += 1
+        elif a.can_stream_edit():
+            self.lane = "edit"
+        else:
+            self.lane = "deferred"
+
+    def reserve_edit(self) -> None:
+        if not self.reserved:
+            self.reserved = True
+            self.allowances.edit_streams += 1
+
+    @property
+    def edit_budget(self) -> TokenBucketBudget:
+        return self.allowances.append if self.lane == "native" else self.allowances.update
+
+    # -- writes -----------------------------------------------------------------------------------------
+
+    def _count(self, method: str) -> None:
+        self.writes[method] = self.writes.get(method, 0) + 1
+
+    async def _call(self, method: str, budget: TokenBucketBudget, **kwargs: Any) -> Any:
+        self._count(method)
+        try:
+            return await self.client.api_call(method, json=kwargs)
+        except SlackApiError as error:
+            retry_after = retry_after_of(error)
+            if retry_after is not None:
+                budget.penalize(retry_after)
+                raise RateLimited(retry_after) from None
+            raise
+
+    def _thread(self) -> dict[str, Any]:
+        return {"thread_ts": self.thread_ts} if self.thread_ts else {}
+
+    async def post(self, text: str) -> str:
+        kind, self.next_post = self.next_post, "plain"
+        if kind == "stream":
+            try:
+                return await self._start(text)
+            except RateLimited:
+                raise
+            except SlackApiError as error:
+                log.info("native stream unavailable; falling back to edits", extra={"error": error_code(error)})
+                self._to_edit_lane()
+                await self.allowances.post(self.channel).acquire(final=True)
+        response = await self._call("chat.postMessage", self.allowances.post(self.channel), channel=self.channel,
+                                    **self._thread(), **message_fields(text, self.text_format))
+        return str(response["ts"])
+
+    async def _start(self, text: str) -> str:
+        recipient: dict[str, Any] = {}
+        if not self.channel.startswith("D") and self.recipient:
+            recipient = {"recipient_user_id": self.recipient, "recipient_team_id": self.team_id}
+        response = await self._call("chat.startStream", self.allowances.start, channel=self.channel,
+                                    thread_ts=self.thread_ts, markdown_text=text, **recipient)
+        ts = str(response["ts"])
+        self._streams[ts] = text
+        if self._pending_start:
+            self._pending_start = False
+            self.allowances.pending_starts -= 1
+        if not self._native_counted:
+            self._native_counted = True
+            self.allowances.native_streams += 1
+        return ts
+
+    def _to_edit_lane(self) -> None:
+        if self._pending_start:
+            self._pending_start = False
+            self.allowances.pending_starts -= 1
+        self.lane = "edit"
+        self.reserve_edit()
+
+    async def edit(self, message_id: str, text: str) -> None:
+        sent = self._streams.get(message_id)
+        if sent is not None:
+            if text.startswith(sent):
+                delta = text[len(sent):]
+                if not delta:
+                    return
+                try:
+                    await self._call("chat.appendStream", self.allowances.append, channel=self.channel,
+                                     ts=message_id, markdown_text=delta)
+                    self._streams[message_id] = text
+                    return
+                except SlackApiError as error:
+                    log.info("stream append failed; falling back to edits", extra={"error": error_code(error)})
+            # Close whatever Slack still holds open (errors ignored) so chat.update is not a streaming conflict.
+            await self._stop_now(message_id)
+            self._streams.pop(message_id, None)
+            self._to_edit_lane()
+            # A one-off switch: take a final token so the message is right promptly.
+            await self.allowances.update.acquire(final=True)
+        await self._call("chat.update", self.allowances.update, channel=self.channel, ts=message_id,
+                         **message_fields(text, self.text_format))
+
+    async def _stop_now(self, ts: str) -> None:
+        await self.allowances.stop.acquire(final=True)
+        await self._stop(ts)
+
+    async def _stop(self, ts: str, attempt: int = 1) -> None:
+        try:
+            await self._call("chat.stopStream", self.allowances.stop, channel=self.channel, ts=ts)
+        except RateLimited:
+            if attempt < 3:
+                self.allowances.stop_later(lambda: self._stop(ts, attempt + 1))
+        except SlackApiError as error:
+            # An expired or already stopped stream shows its text; nothing left to do.
+            log.info("stream stop failed", extra={"error": error_code(error)})
+
+    async def set_status(self, status: str | None) -> None:
+        # Slack clears the status when the app replies in the thread, so clearing costs no call.
+        if status is None or status == self._status or not self.thread_ts:
+            return
+        if not self.allowances.status.try_acquire():
+            return  # cosmetic; never worth waiting for
+        self._status = status
+        try:
+            await self._call("assistant.threads.setStatus", self.allowances.status, channel_id=self.channel,
+                             thread_ts=self.thread_ts, status=status)
+        except (SlackApiError, RateLimited) as error:
+            log.debug("status not shown", extra={"error": str(error)})
+
+    # -- end of the answer --------------------------------------------------------------------------------
+
+    async def answer_finished(self, message_ids: list[str]) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Give back commitments and schedule deferred stream stops; idempotent."""
+        if self._released:
+            return
+        self._released = True
+        a = self.allowances
+        if self.reserved:
+            a.edit_streams -= 1
+        if self._native_counted:
+            a.native_streams -= 1
+        if self._pending_start:
+            self._pending_start = False
+            a.pending_starts -= 1
+        for ts in list(self._streams):
+            a.stop_later(lambda ts=ts: self._stop(ts))  # type: ignore[misc]
+        self._streams.clear()

@@ -1,0 +1,174 @@
+"""Messages end to end: mention → thread → streamed answer, follow-ups, reply chains, DMs, files, replays."""
+
+from __future__ import annotations
+
+from bot.types import ConversationKey
+from storage.store import Store
+from tests.fakes.discord import FakeDiscord, FakeFile
+from tests.fakes.kimi import FakeKimi
+from tests.fakes.kimi_responder import long_text
+from tests.fixtures.discord import discord_fake
+from tests.test_discord_support import make_services, png, running_bot, texts, turns
+
+__all__ = ["discord_fake"]
+
+
+def last_user_text(kimi: FakeKimi) -> str:
+    body = kimi.requests[-1]
+    content = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+    if isinstance(content, str):
+        return content
+    return "\n".join(part.get("text", "") for part in content if part.get("type") == "text")
+
+
+def user_turns(kimi: FakeKimi) -> int:
+    return sum(1 for m in kimi.requests[-1]["messages"] if m["role"] == "user")
+
+
+async def test_mention_opens_a_thread_and_streams_the_answer(discord_fake: FakeDiscord, kimi: FakeKimi,
+                                                             store: Store) -> None:
+    fake = discord_fake
+    kimi.tokens_per_second = 400
+    services = make_services(fake, kimi, store)
+    async with running_bot(services, fake) as client:
+        question = await fake.dispatch_message(content=f"{fake.bot_user.mention} explain [[len=900]]")
+        await turns(client, 1)
+    [thread] = fake.threads_created
+    assert (thread.starter_message_id, thread.parent_id) == (question.id, fake.channel_id)
+    assert thread.name == "explain [[len=900]]"
+    [answer] = fake.bot_messages(thread.thread_id)
+    assert answer.text == long_text(900)
+    assert len(answer.versions) >= 2, "the answer was written once instead of streamed"
+    assert all(len(v.content) <= 2000 for v in answer.versions)
+    # The typing indicator ran in the thread before the first text.
+    assert fake.typing_calls and fake.typing_calls[0].channel_id == thread.thread_id
+    assert fake.typing_calls[0].at <= answer.versions[0].at
+    assert fake.bot_messages(fake.channel_id) == []
+    assert fake.rate_limited_count == 0
+    key = await services.engine.conversation_of("discord", str(answer.id))
+    assert key == ConversationKey("discord", str(fake.guild_id), str(fake.channel_id), str(question.id))
+
+
+async def test_thread_follow_up_needs_no_mention(discord_fake: FakeDiscord, kimi: FakeKimi, store: Store) -> None:
+    fake = discord_fake
+    services = make_services(fake, kimi, store)
+    async with running_bot(services, fake) as client:
+        await fake.dispatch_message(content=f"{fake.bot_user.mention} first question")
+        await turns(client, 1)
+        thread_id = fake.threads_created[0].thread_id
+        await fake.dispatch_message(thread_id, "and a follow-up")
+        await turns(client, 2)
+        # A thread the bot has no conversation in stays quiet without a mention.
+        await fake.dispatch_message(fake.thread_id, "people chatting")
+        await turns(client, 3)
+    assert texts(fake.bot_messages(thread_id)) == ["Echo: first question", "Echo: and a follow-up"]
+    assert user_turns(kimi) == 2 and len(kimi.requests) == 2
+    assert fake.bot_messages(fake.thread_id) == []
+
+
+async def test_mention_in_an_unseen_thread_reads_its_earlier_messages(discord_fake: FakeDiscord, kimi: FakeKimi,
+                                                                       store: Store) -> None:
+    fake = discord_fake
+    services = make_services(fake, kimi, store)
+    async with running_bot(services, fake) as client:
+        await fake.dispatch_message(fake.thread_id, "the build fails on step 3")
+        await fake.dispatch_message(fake.thread_id, f"{fake.bot_user.mention} any idea?")
+        await turns(client, 2)
+    assert texts(fake.bot_messages(fake.thread_id)) == ["Echo: any idea?"]
+    sent = [m["content"] for m in kimi.requests[-1]["messages"] if m["role"] == "user"]
+    assert any("the build fails on step 3" in str(c) for c in sent)
+
+
+async def test_reply_to_the_bots_message_continues_the_conversation(discord_fake: FakeDiscord, kimi: FakeKimi,
+                                                                    store: Store) -> None:
+    fake = discord_fake
+    services = make_services(fake, kimi, store, reply_in="channel")
+    async with running_bot(services, fake) as client:
+        question = await fake.dispatch_message(content=f"{fake.bot_user.mention} remember 42")
+        await turns(client, 1)
+        [answer] = fake.bot_messages(fake.channel_id)
+        assert answer.reference is not None and answer.reference["message_id"] == str(question.id)
+        # No ping, no mention: only the reply chain ties this message to the conversation.
+        await fake.dispatch_message(content="what number?", reply_to=answer.id, mention_replied_user=False)
+        await turns(client, 2)
+        await fake.dispatch_message(content="unrelated chatter")
+        await turns(client, 3)
+    assert fake.threads_created == []
+    assert texts(fake.bot_messages(fake.channel_id)) == ["Echo: remember 42", "Echo: what number?"]
+    assert user_turns(kimi) == 2 and len(kimi.requests) == 2
+
+
+async def test_direct_messages_are_turns_without_mentions(discord_fake: FakeDiscord, kimi: FakeKimi,
+                                                          store: Store) -> None:
+    fake = discord_fake
+    services = make_services(fake, kimi, store)
+    async with running_bot(services, fake) as client:
+        await fake.dispatch_message(fake.dm_channel_id, "hello")
+        await fake.dispatch_message(fake.dm_channel_id, "again")
+        await turns(client, 2)
+    assert texts(fake.bot_messages(fake.dm_channel_id)) == ["Echo: hello", "Echo: again"]
+    key = ConversationKey("discord", "@me", str(fake.dm_channel_id), "dm")
+    assert await services.engine.has_history(key)
+
+
+async def test_screenshot_and_files_are_read_or_refused(discord_fake: FakeDiscord, kimi: FakeKimi,
+                                                        store: Store) -> None:
+    fake = discord_fake
+    services = make_services(fake, kimi, store)
+    async with running_bot(services, fake) as client:
+        await fake.dispatch_message(content=f"{fake.bot_user.mention} what is this?",
+                                    attachments=[FakeFile("screen.png", png(64, 48), "image/png", 64, 48)])
+        await turns(client, 1)
+        thread_id = fake.threads_created[0].thread_id
+        await fake.dispatch_message(thread_id, "and these?", attachments=[
+            FakeFile("notes.txt", b"line one\nline two", "text/plain"),
+            FakeFile("archive.zip", b"PK\x03\x04", "application/zip")])
+        await turns(client, 2)
+    first, second = fake.bot_messages(thread_id)
+    assert first.text == "I see 1 image: 64x48 PNG."
+    assert "line one" in last_user_text(kimi)
+    assert "archive.zip" in second.text and "I can read images" in second.text
+
+
+async def test_question_about_someone_elses_screenshot(discord_fake: FakeDiscord, kimi: FakeKimi,
+                                                       store: Store) -> None:
+    fake = discord_fake
+    services = make_services(fake, kimi, store)
+    bob = fake.add_user("bob")
+    async with running_bot(services, fake) as client:
+        shot = await fake.dispatch_message(content="look at this error", author=bob,
+                                           attachments=[FakeFile("err.png", png(30, 20), "image/png")])
+        await fake.dispatch_message(content=f"{fake.bot_user.mention} what does it mean?", reply_to=shot.id)
+        await turns(client, 2)
+    [answer] = fake.bot_messages(fake.threads_created[0].thread_id)
+    assert answer.text == "I see 1 image: 30x20 PNG."
+    assert "look at this error" in last_user_text(kimi)
+
+
+async def test_replayed_message_after_a_resume_is_answered_once(discord_fake: FakeDiscord, kimi: FakeKimi,
+                                                               store: Store) -> None:
+    fake = discord_fake
+    services = make_services(fake, kimi, store)
+    async with running_bot(services, fake) as client:
+        session = fake.gateway.live_session()
+        question = await fake.dispatch_message(content=f"{fake.bot_user.mention} once please")
+        await turns(client, 1)
+        await fake.force_reconnect(redeliver_message_ids=[question.id])
+        await turns(client, 2)
+    assert session.resumes == 1
+    assert len(fake.threads_created) == 1 and len(kimi.requests) == 1
+    assert texts(fake.bot_messages(fake.threads_created[0].thread_id)) == ["Echo: once please"]
+
+
+async def test_own_and_other_bots_messages_are_ignored(discord_fake: FakeDiscord, kimi: FakeKimi,
+                                                       store: Store) -> None:
+    fake = discord_fake
+    services = make_services(fake, kimi, store)
+    other_bot = fake.add_user("otherbot", bot=True)
+    async with running_bot(services, fake) as client:
+        # Own messages are dropped before they count as turns; the other bot's, delivered after, counts.
+        await fake.dispatch_message(fake.dm_channel_id, "my own words", author=fake.bot_user)
+        await fake.dispatch_message(content=f"{fake.bot_user.mention} from a bot", author=other_bot)
+        await turns(client, 1)
+    assert kimi.requests == [] and fake.threads_created == []
+    assert fake.bot_messages(fake.channel_id) == [] and len(fake.messages(fake.dm_channel_id)) == 1
