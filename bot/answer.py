@@ -89,7 +89,7 @@ class Answer:
     async def run(self, message: IncomingMessage, surface: ReplySurface, *, queued: bool = False) -> TurnOutcome:
         options: PublishOptions = getattr(surface, "publish_options", None) or PublishOptions()
         publisher = StreamPublisher(
-            surface, placeholder=options.placeholder, decorate=options.decorate,
+            surface, placeholder=options.placeholder, decorate=options.decorate, append_only=options.append_only,
             min_edit_interval=options.min_edit_interval or self.config.bot.edit_interval,
         )
         status = "Waiting for the previous answer…" if queued else (

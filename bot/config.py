@@ -158,6 +158,9 @@ class SlackConfig(_Section):
     rate_scale: float = Field(default=1.0, gt=0)
     # Messages read once (conversations.replies) when the bot is mentioned in a thread it has not seen.
     backfill_limit: int = Field(default=200, ge=1, le=1000)
+    # An answer the workspace's chat.update allowance cannot stream: "paragraphs" posts each finished
+    # paragraph as a thread message as it is written; "whole" posts the complete answer once at the end.
+    overflow: Literal["paragraphs", "whole"] = "paragraphs"
     access: AccessConfig = Field(default_factory=AccessConfig)
 
     @field_validator("api_url")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.splitting import Chunk, split_spans
+from bot.splitting import Chunk, paragraph_boundary, split_spans
 from bot.types import RateLimited, ReplySurface, WriteBudget
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,14 @@ class _Action:
 
 class StreamPublisher:
     def __init__(self, surface: ReplySurface, *, min_edit_interval: float = 1.0,
-                 placeholder: str | None = "…", decorate: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 placeholder: str | None = "…", decorate: bool = True, append_only: bool = False,
+                 min_paragraph_chars: int = 200, clock: Callable[[], float] = time.monotonic) -> None:
+        # append_only: every write is a post of finished paragraphs (at least min_paragraph_chars, at most one
+        # per min_edit_interval); nothing is ever edited, so it needs no edit allowance at all.
+        self._append_only = append_only
+        self._min_paragraph = min_paragraph_chars
+        if append_only:
+            placeholder = None
         # decorate=False: interim writes carry only raw text (no status line, no closing fence), so each one
         # extends the last; status goes to surface.set_status. The terminal chat streams that way.
         self._decorate = decorate
@@ -238,6 +244,8 @@ class StreamPublisher:
 
     def _stream_views(self) -> list[_View]:
         text = self.text
+        if self._append_only:
+            return self._paragraph_views(text)
         if not text.strip():
             if self._placeholder is None:
                 return []
@@ -262,12 +270,24 @@ class StreamPublisher:
             views.append(_View(body + line, chunks[-1].end))
         return views
 
+    def _paragraph_views(self, text: str) -> list[_View]:
+        """Append-only: finished paragraphs become frozen chunks, each posted once; the rest waits."""
+        # Only once every frozen chunk is out: while posts wait for the allowance, paragraphs gather into one
+        # bigger post instead of queueing as many small ones.
+        caught_up = len(self._messages) == len(self._committed)
+        boundary = paragraph_boundary(text, self._committed_end, self._min_paragraph) if caught_up else None
+        if boundary is not None and text[self._committed_end:boundary].strip():
+            self._committed.extend(split_spans(text[:boundary], self._limit, start=self._committed_end))
+            self._committed_end = boundary
+        return [_View(chunk.render(text), chunk.end) for chunk in self._committed]
+
     def _gate(self, action: _Action) -> float:
         """0 when the action may go now (its budget token is taken), else how long to wait and re-plan."""
         if action.kind == "status":
             return 0.0
         first_text = action.kind == "edit" and self._messages[action.index].upto == 0 and action.view.upto > 0
-        if action.kind == "edit" and not first_text:
+        paced = action.kind == "edit" or (self._append_only and bool(self._messages))
+        if paced and not first_text:
             remaining = self._last_write + self._interval - self._clock()
             if remaining > 0:
                 return remaining

@@ -72,6 +72,21 @@ def split_message(text: str, max_chars: int) -> list[str]:
     return [chunk.render(text) for chunk in split_spans(text, max_chars)]
 
 
+def paragraph_boundary(text: str, start: int, min_chars: int) -> int | None:
+    """The end of the last complete paragraph of text[start:] outside any code block, if it leaves at least
+    `min_chars` behind `start`; None otherwise. A paragraph ends at a blank line, so later text cannot move it."""
+    layout = _Layout(text)
+    pos = len(text)
+    while True:
+        found = text.rfind("\n\n", start, pos)
+        if found < 0 or found + 2 - start < min_chars:
+            return None
+        # The blank line is outside a code block when no fence is open after the line it ends.
+        if layout.after[layout.line_at(found)] is None:
+            return found + 2
+        pos = found
+
+
 def split_spans(text: str, max_chars: int, *, start: int = 0) -> list[Chunk]:
     """The chunks of text[start:], where `start` is a previous chunk's end (or 0)."""
     if max_chars < MIN_MAX_CHARS:

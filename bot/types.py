@@ -93,6 +93,9 @@ class PublishOptions:
     min_edit_interval: float | None = None
     # Interim text with a status line and closed code fences (chat platforms); False streams raw text.
     decorate: bool = True
+    # Never edit: post each finished paragraph as a new message (when the platform's edit allowance is spent
+    # but posts are not). Implies no placeholder.
+    append_only: bool = False
 
 
 class ReplySurface(Protocol):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -39,7 +40,8 @@ async def test_twenty_concurrent_answers_complete_without_a_429(fake: FakeSlack,
         for i, deliveries in enumerate(sent):
             event = deliveries[0].payload["event"]
             replies = bot.bot_replies(event["channel"], event["ts"])
-            assert [r.text for r in replies] == [long_text(700 + i)], f"answer {i}"
+            # Answers past the workspace's chat.update allowance arrive as paragraph posts: joined, they are whole.
+            assert "".join(r.text for r in replies) == long_text(700 + i), f"answer {i}"
             for reply in replies:
                 assert reply.stream is None or reply.stream.state == "stopped"
         assert len(kimi.requests) == 20
@@ -115,3 +117,31 @@ async def test_a_429_is_honoured_and_the_answer_still_completes(fake: FakeSlack,
         assert fake.rate_limited_count == 1
     finally:
         await bot.close()
+
+
+async def test_answers_beyond_the_update_allowance_show_paragraphs_while_they_stream(
+        kimi: FakeKimi, store: Store) -> None:
+    # Slack's real tiers (not time-scaled): chat.update can stream only a few of these answers at once.
+    async with FakeSlack() as fake:
+        channels = [fake.general] + [fake.add_channel(f"busy-{i}").id for i in range(3)]
+        kimi.tokens_per_second = 120
+        bot = await start_bot(fake, kimi, store, time_scale=1.0)
+        try:
+            sent = [await fake.send_mention(bot.url, channels[i % 4], fake.alice, f"q{i} [[len={1500 + i}]]")
+                    for i in range(12)]
+            await bot.settle(24, limit=60)
+            assert fake.rate_limited_count == 0
+            offset = time.time() - time.monotonic()
+            marks = {content: m for content, m in kimi.stream_marks}
+            early = 0
+            for i, deliveries in enumerate(sent):
+                event = deliveries[0].payload["event"]
+                replies = bot.bot_replies(event["channel"], event["ts"])
+                assert "".join(r.text for r in replies) == long_text(1500 + i), f"answer {i}"
+                if len(replies) > 1 and all(len(r.versions) == 1 for r in replies):
+                    # A paragraph answer: never edited, and its first paragraph was out before Kimi finished.
+                    first_shown = replies[0].versions[0].at - offset
+                    early += first_shown < marks[long_text(1500 + i)]["last_content"]
+            assert early >= 3
+        finally:
+            await bot.close()

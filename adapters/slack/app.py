@@ -122,7 +122,7 @@ class SlackAdapter:
         cfg = self.config
         return SlackSurface(client=self.write_client, allowances=self.allowances.for_team(team), channel=channel,
                             thread_ts=thread_ts, team_id=team, recipient=recipient, streaming=cfg.streaming,
-                            text_format=cfg.text_format, max_chars=cfg.max_message_chars)
+                            text_format=cfg.text_format, max_chars=cfg.max_message_chars, overflow=cfg.overflow)
 
     # -- events ---------------------------------------------------------------------------------------
 

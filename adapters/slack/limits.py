@@ -76,6 +76,8 @@ class Allowances:
         self.edit_streams = 0  # answers showing partial text that will finish with chat.update
         self.native_streams = 0  # answers showing partial text that will finish with chat.appendStream
         self.pending_starts = 0  # native answers admitted but not yet started
+        self.hungry: dict[str, int] = {}  # per channel: paragraph answers still waiting for their first post
+        self.hungry_edits = 0  # edit-lane answers still showing only their placeholder
         self._stops: set[asyncio.Task[None]] = set()
 
     def post(self, channel: str) -> TokenBucketBudget:
@@ -89,7 +91,14 @@ class Allowances:
     # -- lane decisions ---------------------------------------------------------------------------------
 
     def can_stream_edit(self) -> bool:
-        return self.edit_streams < self.limits.capacity(self.limits.update)
+        """Another answer may stream by edits only if the update bucket, as it is now, can still pay every
+        streaming answer's final write within the horizon; a static cap alone let answers join just after
+        a wave of finals had emptied the bucket, and their own finals then queued for seconds."""
+        if self.edit_streams >= self.limits.capacity(self.limits.update):
+            return False
+        rate = self.limits.update.per_minute / 60.0 * self.limits.time_scale * self.limits.margin
+        payable = self.update.available() + rate * self.limits.final_horizon - self.update.waiting()
+        return self.edit_streams + 1 <= payable
 
     def can_stream_native(self) -> bool:
         """A native stream costs a start now and a stop later (both Tier 2); both must keep up."""

@@ -6,9 +6,9 @@ Lanes (decided when the answer starts, from the workspace's `Allowances`):
   chat.stopStream deferred until the Tier-2 budget allows (the text is complete before the stop). Any stream
   error switches the answer to the edit lane and rewrites the message with chat.update.
 * edit: a placeholder, then chat.update (Tier 3, shared by the workspace) as text arrives.
-* deferred: when the workspace cannot pay another stream's final write promptly, the answer shows the
-  assistant status and posts its text only when complete (one chat.postMessage, per-channel allowance);
-  it joins the edit lane as soon as a commitment slot frees.
+* deferred: when the workspace cannot pay another stream's final write promptly, the answer makes no
+  chat.update at all: it posts each finished paragraph as a thread message (overflow = "paragraphs") or its
+  whole text once complete ("whole"), from the channel's own chat.postMessage allowance.
 
 Writes use a client without slack_sdk's rate-limit retry handler: a 429 becomes `RateLimited`, the budget
 is penalised for Retry-After, and the publisher re-plans with the newest text instead of a stale one sleeping
@@ -72,6 +72,20 @@ class _PostGate:
                 s.next_post = "stream"
                 return True
             return False
+        if s.lane == "deferred" and s.overflow == "paragraphs":
+            # Paragraph posts are final text already: they owe no chat.update, so no edit slot is taken.
+            # An answer that shows nothing yet goes before answers that already show text in this channel.
+            hungry = s.allowances.hungry
+            if s.posted and hungry.get(s.channel, 0) > 0:
+                return False
+            if channel.try_acquire(final=False):
+                s.fed()
+                s.next_post = "plain"
+                return True
+            if not s.posted and not s.hungry:
+                s.hungry = True
+                hungry[s.channel] = hungry.get(s.channel, 0) + 1
+            return False
         if not s.reserved and not s.allowances.can_stream_edit():
             return False
         if not channel.try_acquire(final=False):
@@ -99,15 +113,56 @@ class _PostGate:
             return channel.next_available_in(final=True)
         if s.lane == "native":
             return s.allowances.start.next_available_in(final=False)
+        if s.lane == "deferred" and s.overflow == "paragraphs":
+            return channel.next_available_in(final=False)
         if not s.reserved and not s.allowances.can_stream_edit():
             return _POLL
         return channel.next_available_in(final=False)
 
 
+class _EditGate:
+    """The surface's edit budget. Interim chat.updates go first to answers that still show only their
+    placeholder: without this, answers already streaming could win every token until their finals."""
+
+    def __init__(self, surface: SlackSurface) -> None:
+        self._s = surface
+
+    def _bucket(self) -> TokenBucketBudget:
+        s = self._s
+        return s.allowances.append if s.lane == "native" else s.allowances.update
+
+    def try_acquire(self, *, final: bool = False) -> bool:
+        s, bucket = self._s, self._bucket()
+        if final or s.lane == "native":
+            return bucket.try_acquire(final=final)
+        if s.edited and s.allowances.hungry_edits > 0:
+            return False
+        if bucket.try_acquire(final=False):
+            s.edit_fed()
+            return True
+        if not s.edited and not s.hungry_edit:
+            s.hungry_edit = True
+            s.allowances.hungry_edits += 1
+        return False
+
+    async def acquire(self, *, final: bool = False) -> None:
+        if final:
+            await self._bucket().acquire(final=True)
+            return
+        while not self.try_acquire(final=False):  # noqa: ASYNC110 (fairness spans several answers)
+            await asyncio.sleep(max(self.next_available_in(final=False), 0.01))
+
+    def penalize(self, retry_after: float) -> None:
+        self._bucket().penalize(retry_after)
+
+    def next_available_in(self, *, final: bool = False) -> float:
+        return self._bucket().next_available_in(final=final)
+
+
 class SlackSurface:
     def __init__(self, *, client: AsyncWebClient, allowances: Allowances, channel: str, thread_ts: str | None,
                  team_id: str, recipient: str | None, streaming: str = "edit", text_format: str = "markdown",
-                 max_chars: int = 3900, placeholder: str = "…") -> None:
+                 max_chars: int = 3900, placeholder: str = "…", overflow: str = "paragraphs") -> None:
         self.client = client
         self.allowances = allowances
         self.channel = channel
@@ -118,15 +173,21 @@ class SlackSurface:
         self.text_format = text_format
         self.max_chars = max_chars
         self.placeholder = placeholder
+        self.overflow = overflow
         self.lane: str | None = None
         self.next_post = "plain"
         self.reserved = False
+        self.posted = 0
+        self.hungry = False  # waiting for this answer's first paragraph post
         self._native_counted = False
         self._pending_start = False
         self._streams: dict[str, str] = {}  # ts -> text appended so far, while the stream is open
         self._status: str | None = None
         self._released = False
         self.post_budget = _PostGate(self)
+        self.edit_budget = _EditGate(self)
+        self.edited = False  # a chat.update has shown real text (not just the placeholder)
+        self.hungry_edit = False
         self.writes: dict[str, int] = {}
 
     # -- lane -------------------------------------------------------------------------------------------
@@ -139,7 +200,8 @@ class SlackSurface:
             return PublishOptions(placeholder=None, decorate=False)
         if self.lane == "edit":
             return PublishOptions(placeholder=self.placeholder)
-        return PublishOptions(placeholder=None)
+        # Deferred: no edits at all; paragraphs (or the whole answer) go out as posts from the channel's allowance.
+        return PublishOptions(placeholder=None, append_only=self.overflow == "paragraphs")
 
     def _choose_lane(self) -> None:
         a = self.allowances
@@ -156,9 +218,10 @@ class SlackSurface:
             self.reserved = True
             self.allowances.edit_streams += 1
 
-    @property
-    def edit_budget(self) -> TokenBucketBudget:
-        return self.allowances.append if self.lane == "native" else self.allowances.update
+    def edit_fed(self) -> None:
+        if self.hungry_edit:
+            self.hungry_edit = False
+            self.allowances.hungry_edits -= 1
 
     # -- writes -----------------------------------------------------------------------------------------
 
@@ -192,7 +255,13 @@ class SlackSurface:
                 await self.allowances.post(self.channel).acquire(final=True)
         response = await self._call("chat.postMessage", self.allowances.post(self.channel), channel=self.channel,
                                     **self._thread(), **message_fields(text, self.text_format))
+        self.posted += 1
         return str(response["ts"])
+
+    def fed(self) -> None:
+        if self.hungry:
+            self.hungry = False
+            self.allowances.hungry[self.channel] -= 1
 
     async def _start(self, text: str) -> str:
         recipient: dict[str, Any] = {}
@@ -239,6 +308,7 @@ class SlackSurface:
             await self.allowances.update.acquire(final=True)
         await self._call("chat.update", self.allowances.update, channel=self.channel, ts=message_id,
                          **message_fields(text, self.text_format))
+        self.edited = True
 
     async def _stop_now(self, ts: str) -> None:
         await self.allowances.stop.acquire(final=True)
@@ -277,6 +347,8 @@ class SlackSurface:
         if self._released:
             return
         self._released = True
+        self.fed()
+        self.edit_fed()
         a = self.allowances
         if self.reserved:
             a.edit_streams -= 1
