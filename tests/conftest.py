@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures.db",
     "tests.fixtures.engine",
     "tests.fixtures.slack",
+    "tests.fixtures.slack_bot",
     "tests.fixtures.discord",
 ]
 

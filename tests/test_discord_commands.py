@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from storage.store import Store
+from tests.discord_support import make_services, png, running_bot
 from tests.fakes.discord import FakeDiscord, FakeFile
 from tests.fakes.discord_interactions import InteractionRecord
 from tests.fakes.kimi import FakeKimi
 from tests.fakes.kimi_responder import long_text
 from tests.fixtures.discord import discord_fake
 from tests.surface_fake import fences_balanced, unsplit
-from tests.test_discord_support import make_services, png, running_bot
 
 __all__ = ["discord_fake"]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from bot.types import ConversationKey
 from storage.store import Store
+from tests.discord_support import make_services, png, running_bot, texts, turns
 from tests.fakes.discord import FakeDiscord, FakeFile
 from tests.fakes.kimi import FakeKimi
 from tests.fakes.kimi_responder import long_text
 from tests.fixtures.discord import discord_fake
-from tests.test_discord_support import make_services, png, running_bot, texts, turns
 
 __all__ = ["discord_fake"]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from storage.store import Store
+from tests.discord_support import make_services, running_bot, texts, turns
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_state import shard_for_guild
 from tests.fakes.kimi import FakeKimi
 from tests.fakes.kimi_responder import long_text
 from tests.fixtures.discord import discord_fake
 from tests.surface_fake import fences_balanced, unsplit
-from tests.test_discord_support import make_services, running_bot, texts, turns
 
 __all__ = ["discord_fake"]
 

@@ -11,10 +11,10 @@ import pytest
 from adapters.discord.runner import DiscordSetupError, serve
 from bot.config import Config
 from storage.store import Store
+from tests.discord_support import WAIT, make_services, running_bot, texts, turns
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.kimi import FakeKimi
 from tests.fixtures.discord import discord_fake
-from tests.test_discord_support import WAIT, make_services, running_bot, texts, turns
 
 __all__ = ["discord_fake"]
 

@@ -1,13 +1,12 @@
 """Users talking to the bot in Slack: mentions, threads, DMs, commands, duplicates, failures."""
 
-# ruff: noqa: F811  (pytest fixtures imported from the harness are redefined as parameters)
 from __future__ import annotations
 
 from typing import Any
 
 from bot.types import ConversationKey
 from tests.fakes.kimi import Reply
-from tests.test_slack_harness import SlackBot, bot, fast_slack  # noqa: F401  (fixtures)
+from tests.fixtures.slack_bot import SlackBot
 
 
 def prompt_text(request: dict[str, Any]) -> str:
@@ -164,7 +163,7 @@ async def test_kimi_failure_mid_stream_is_shown_and_stored_as_failed(bot: SlackB
 
 
 async def test_access_lists_refuse_clearly(fast_slack: Any, kimi: Any, store: Any) -> None:
-    from tests.test_slack_harness import start_bot
+    from tests.fixtures.slack_bot import start_bot
 
     harness = await start_bot(fast_slack, kimi, store, access={"allow_users": [fast_slack.alice],
                                                                "admins": [fast_slack.alice]})

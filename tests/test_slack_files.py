@@ -1,6 +1,5 @@
 """Screenshots and files on Slack messages: download with the bot token, stubs, the HTML login page, refusals."""
 
-# ruff: noqa: F811  (pytest fixtures imported from the harness are redefined as parameters)
 from __future__ import annotations
 
 import io
@@ -9,7 +8,7 @@ from typing import Any
 from PIL import Image
 
 from adapters.slack.files import NO_SCOPE, NOT_VISIBLE
-from tests.test_slack_harness import SlackBot, bot, fast_slack  # noqa: F401  (fixtures)
+from tests.fixtures.slack_bot import SlackBot
 
 
 def png(width: int = 40, height: int = 30) -> bytes:

@@ -12,7 +12,7 @@ from storage.store import Store
 from tests.fakes.kimi import FakeKimi, Reply
 from tests.fakes.kimi_responder import long_text
 from tests.fakes.slack import FakeSlack
-from tests.test_slack_harness import TIME_SCALE, start_bot
+from tests.fixtures.slack_bot import TIME_SCALE, start_bot
 
 
 @pytest.fixture
