@@ -12,13 +12,13 @@ from bot.attachments import AttachmentProcessor
 from bot.commands import Command, CommandHandler, parse_command
 from bot.config import Config
 from bot.context import utc_now
-from bot.kimi import KimiClient
+from bot.kimi import Completion, KimiClient
 from bot.splitting import split_message
 from bot.summarize import Summarizer
 from bot.tools.registry import ToolRegistry
 from bot.turns import QueueFull, TurnScheduler
 from bot.types import BackfillItem, ConversationKey, IncomingMessage, RateLimited, ReplySurface, TurnOutcome
-from storage.store import Store
+from storage.store import Conversation, Store
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,10 @@ class Engine:
                               summarizer=Summarizer(kimi, store, self._record_usage), clock=clock)
         self._commands = CommandHandler(config=config, store=store, kimi=kimi, scheduler=self._scheduler)
 
-    async def _record_usage(self, *args: object) -> None:
-        await self._answer.record_usage(*args)  # type: ignore[arg-type]
+    async def _record_usage(self, conversation: Conversation, message: IncomingMessage,
+                            completion: Completion) -> None:
+        # The summarizer is built before the Answer that records usage, so it calls back through here.
+        await self._answer.record_usage(conversation, message, completion)
 
     async def handle(self, message: IncomingMessage, surface: ReplySurface, *, access: AccessPolicy = ALLOW_ALL,
                      command_prefix: str = "!") -> TurnOutcome | None:
@@ -73,7 +75,7 @@ class Engine:
     async def has_history(self, key: ConversationKey) -> bool:
         """Whether the bot already keeps this conversation (adapters: answer follow-ups without a mention)."""
         conversation = await self._store.get_conversation(key)
-        return conversation is not None and bool(await self._store.history(conversation.id))
+        return conversation is not None and await self._store.has_messages(conversation.id)
 
     async def conversation_of(self, platform: str, platform_message_id: str) -> ConversationKey | None:
         """The conversation a platform message belongs to (a reply to the bot continues it)."""
@@ -83,7 +85,7 @@ class Engine:
     async def backfill(self, key: ConversationKey, items: Sequence[BackfillItem]) -> int:
         """Store the earlier messages of a thread the bot was just brought into; only into an empty conversation."""
         conversation = await self._store.get_or_create_conversation(key)
-        if not items or await self._store.history(conversation.id):
+        if not items or await self._store.has_messages(conversation.id):
             return 0
         rows = [{"role": item.role if item.role in ("user", "assistant") else "user", "text": item.text,
                  "author": item.author or None, "platform_message_ids": [item.message_id]}

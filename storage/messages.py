@@ -144,6 +144,19 @@ class MessageOps(StoreBase):
             )
             return [message_from_row(row) for row in rows]
 
+    async def has_messages(self, conversation_id: int) -> bool:
+        """Whether the conversation has any message (since its last reset): one indexed lookup, not a load."""
+        async with self._sessions() as session:
+            reset_seq = await session.scalar(
+                select(ConversationRow.reset_seq).where(ConversationRow.id == conversation_id))
+            if reset_seq is None:
+                return False
+            found = await session.scalar(
+                select(MessageRow.id)
+                .where(MessageRow.conversation_id == conversation_id, MessageRow.seq > reset_seq)
+                .limit(1))
+            return found is not None
+
     async def interrupt_streaming(self, *, older_than: timedelta | None = None) -> int:
         """Mark answers left 'streaming' by a previous run as 'interrupted'; returns how many.
 

@@ -5,10 +5,11 @@ import asyncio
 from bot.access import AccessPolicy
 from bot.config import AccessConfig
 from bot.engine import Engine
+from bot.tools.registry import ToolRegistry
 from bot.turns import TurnScheduler
 from storage.store import Store
 from tests.fakes.kimi import FakeKimi
-from tests.fixtures.engine import Harness, build_harness
+from tests.fixtures.engine import DEFAULT_TOOLS, Harness, build_harness
 
 
 async def test_model_think_and_system_change_the_next_request(harness: Harness) -> None:
@@ -87,7 +88,7 @@ async def test_unknown_bang_words_are_ordinary_messages(harness: Harness) -> Non
 
 async def test_full_queue_is_refused_clearly(kimi: FakeKimi, store: Store) -> None:
     h = await build_harness(kimi, store)
-    engine = Engine(config=h.config, store=store, kimi=h.client, tools=h.engine._answer._tools,
+    engine = Engine(config=h.config, store=store, kimi=h.client, tools=ToolRegistry.from_specs(DEFAULT_TOOLS),
                     scheduler=TurnScheduler("queue", max_queued=1))
     kimi.tokens_per_second = 100
     slow = [asyncio.create_task(engine.handle(h.message("[[len=400]] a"), h.surface())) for _ in range(2)]

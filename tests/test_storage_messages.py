@@ -168,3 +168,13 @@ async def test_interrupt_streaming_marks_only_streaming_messages(store: Store) -
     assert await store.interrupt_streaming() == 0
     statuses = {m.id: m.status for m in await store.history(conversation.id) + await store.history(other.id)}
     assert statuses == {done.id: "complete", live.id: "interrupted", live_elsewhere.id: "interrupted"}
+
+
+async def test_has_messages_follows_reset(store: Store) -> None:
+    conversation = await store.get_or_create_conversation(ConversationKey("slack", "T", "C", "1.0"))
+    assert not await store.has_messages(conversation.id)
+    await store.add_message(conversation.id, role="user", text="hi")
+    assert await store.has_messages(conversation.id)
+    await store.reset_conversation(conversation.id)
+    assert not await store.has_messages(conversation.id)
+    assert not await store.has_messages(conversation.id + 1000)
