@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aiohttp
 from aiohttp import web
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.app import SlackAdapter
 from adapters.slack.limits import SlackLimits
@@ -26,12 +29,34 @@ def check_config(services: Services) -> None:
                           "(or set [slack] mode = \"http\")")
 
 
+async def preflight(adapter: SlackAdapter) -> None:
+    """Fail at start, naming the key, when Slack refuses a token: slack_sdk would otherwise retry a refused
+    Socket Mode connection forever, and a bad bot token would only show up as failed answers."""
+    cfg = adapter.config
+    try:
+        await adapter.client.auth_test()
+    except SlackApiError as error:
+        raise ConfigError(f"slack.bot_token: Slack refused it ({error.response.get('error')}); "
+                          "check SLACK_BOT_TOKEN (xoxb-...)") from None
+    except aiohttp.ClientError as error:
+        raise ConfigError(f"slack.api_url: cannot reach Slack at {cfg.api_url} ({type(error).__name__})") from None
+    if cfg.mode != "socket" or cfg.app_token is None:
+        return
+    try:
+        await AsyncWebClient(base_url=cfg.api_url).apps_connections_open(
+            app_token=cfg.app_token.get_secret_value())
+    except SlackApiError as error:
+        raise ConfigError(f"slack.app_token: Slack refused it ({error.response.get('error')}); check "
+                          "SLACK_APP_TOKEN (xapp-..., with the connections:write scope)") from None
+
+
 async def serve(services: Services, *, limits: SlackLimits | None = None) -> None:
     """Run the Slack adapter until cancelled."""
     check_config(services)
     adapter = SlackAdapter(services, limits=limits)
     cfg = services.config.slack
     try:
+        await preflight(adapter)
         if cfg.mode == "http":
             await _serve_http(adapter)
         else:
@@ -58,9 +83,11 @@ async def _serve_socket(adapter: SlackAdapter) -> None:
     app_token = adapter.config.app_token
     assert app_token is not None
     handler = AsyncSocketModeHandler(adapter.app, app_token.get_secret_value())
-    await handler.connect_async()
-    log.info("slack connected", extra={"mode": "socket"})
+    # The handler owns a client session and a queue task from construction on, and connect_async retries
+    # a refused token forever, so a cancel during connect must close it too.
     try:
+        await handler.connect_async()
+        log.info("slack connected", extra={"mode": "socket"})
         await asyncio.Event().wait()
     finally:
         await handler.close_async()

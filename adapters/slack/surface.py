@@ -209,7 +209,10 @@ class SlackSurface:
             self.lane, self._pending_start = "native", True
             a.pending_starts += 1
         elif a.can_stream_edit():
+            # Reserve the slot now: deciding the lane and taking the slot later let other answers take every
+            # slot in between, and this answer then never got to post its placeholder.
             self.lane = "edit"
+            self.reserve_edit()
         else:
             self.lane = "deferred"
 

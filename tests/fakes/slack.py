@@ -22,6 +22,7 @@ from tests.fakes.slack_events import Delivery, EventSender, SenderOptions
 from tests.fakes.slack_inspect import SlackInspection
 from tests.fakes.slack_payloads import Payloads
 from tests.fakes.slack_rate import RateConfig, RateLimiter
+from tests.fakes.slack_socket import SocketAck, SocketDelivery, SocketModeServer, SocketOptions
 from tests.fakes.slack_state import (
     JSON,
     Channel,
@@ -51,12 +52,13 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "users:read",
 )
 
-__all__ = ["DEFAULT_SCOPES", "Delivery", "FakeSlack", "Message", "RateConfig", "WebOptions"]
+__all__ = ["DEFAULT_SCOPES", "Delivery", "FakeSlack", "Message", "RateConfig", "SocketDelivery", "WebOptions"]
 
 
 class FakeSlack(SlackInspection):
     team_id = "T0FAKE0001"
     bot_token = "xoxb-1111-2222-fakebottoken"
+    app_token = "xapp-1-A0FAKEAPP1-3333-fakeapptoken"  # Socket Mode's app-level token
     bot_user_id = "U0FAKEBOT1"
     bot_id = "B0FAKEBOT1"
     app_id = "A0FAKEAPP1"
@@ -99,6 +101,8 @@ class FakeSlack(SlackInspection):
             )
         )
         self.payloads = Payloads(self.state, "", self.team_id)
+        self.socket = SocketModeServer(SocketOptions({self.app_token: self.app_id}, ack_timeout=ack_timeout,
+                                                     redeliver=auto_retry, retry_delays=tuple(retry_delays)))
         self._runner: web.AppRunner | None = None
         self._echo_url: str | None = None
         self.web.listeners.append(self._echo)
@@ -125,18 +129,20 @@ class FakeSlack(SlackInspection):
 
     async def start(self) -> None:
         app = web.Application()
-        app.add_routes([web.route("*", "/api/{method}", self.web.handle), *self.file_server.routes()])
+        app.add_routes([*self.socket.routes(), web.route("*", "/api/{method}", self.web.handle),
+                        *self.file_server.routes()])
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
-        for part in (self.web, self.file_server, self.payloads):
+        for part in (self.web, self.file_server, self.payloads, self.socket):
             part.root = self.root
         await self.sender.start()
 
     async def stop(self) -> None:
         await self.sender.close()
+        await self.socket.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -331,6 +337,15 @@ class FakeSlack(SlackInspection):
         stale_timestamp: bool = False,
     ) -> Delivery:
         """POST a signed slash-command form; by default the response_url is served (and recorded) here."""
+        form = self.slash_command_payload(command, text, user=user, channel=channel, team_id=team_id,
+                                          response_url=response_url)
+        return await self.sender.send_form(
+            url, form, bad_signature=bad_signature, stale_timestamp=stale_timestamp
+        )
+
+    def slash_command_payload(self, command: str, text: str = "", *, user: str | None = None,
+                              channel: str | None = None, team_id: str | None = None,
+                              response_url: str | None = None) -> dict[str, str]:
         ws = self.state.workspaces[team_id or self.team_id]
         user_obj = self.state.users[user or self.alice]
         ch = self.state.channels[channel or self.general]
@@ -349,9 +364,7 @@ class FakeSlack(SlackInspection):
             "response_url": response_url or self.file_server.new_response_url(ws.team_id),
             "trigger_id": self.sender.trigger_id(),
         }
-        return await self.sender.send_form(
-            url, form, bad_signature=bad_signature, stale_timestamp=stale_timestamp
-        )
+        return form
 
     async def send_mention(
         self,
@@ -398,3 +411,32 @@ class FakeSlack(SlackInspection):
     async def drain(self) -> None:
         """Wait until background event retries have all been sent and answered."""
         await self.sender.drain()
+        await self.socket.drain()
+
+    # --- Socket Mode (tests/fakes/slack_socket.py) ----------------------------------------------------
+
+    async def send_socket_event(
+        self,
+        event: JSON,
+        *,
+        team_id: str | None = None,
+        event_id: str | None = None,
+        envelope_id: str | None = None,
+        retry_attempt: int | None = None,
+        retry_reason: str | None = None,
+        redeliver: bool | None = None,
+    ) -> SocketDelivery:
+        """Deliver the event_callback `send_event` would POST as an events_api envelope over the websocket;
+        waits for the ack (or ack_timeout). Pass envelope_id/retry_attempt to replay an envelope by hand."""
+        return await self.socket.send("events_api", self.payloads.envelope(event, team_id, event_id),
+                                      envelope_id=envelope_id, retry_attempt=retry_attempt,
+                                      retry_reason=retry_reason, redeliver=redeliver)
+
+    async def send_socket_slash_command(self, command: str, text: str = "", **form: str | None) -> SocketDelivery:
+        """A slash command as a slash_commands envelope; `form` as for slash_command_payload."""
+        payload = self.slash_command_payload(command, text, **form)
+        return await self.socket.send("slash_commands", dict(payload), accepts_response_payload=True)
+
+    @property
+    def socket_acks(self) -> list[SocketAck]:
+        return self.socket.acks
