@@ -20,7 +20,8 @@ SUMMARY_HEADER = "Summary of the earlier part of this conversation (older messag
 
 
 def estimate_text_tokens(text: str) -> int:
-    ascii_count = sum(1 for ch in text if ord(ch) < 128)
+    # Runs over the whole history every turn: the common all-ASCII case stays in C.
+    ascii_count = len(text) if text.isascii() else sum(1 for ch in text if ord(ch) < 128)
     return math.ceil(ascii_count / ASCII_CHARS_PER_TOKEN) + (len(text) - ascii_count)
 
 

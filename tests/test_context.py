@@ -114,3 +114,9 @@ async def test_multi_author_prefixes_names() -> None:
 def test_group_turns() -> None:
     turns = group_turns([msg(1, "user"), msg(2, "assistant"), msg(3, "user")])
     assert [[m.seq for m in t.messages] for t in turns] == [[1, 2], [3]]
+
+
+def test_token_estimate_counts_non_ascii_characters_one_each() -> None:
+    assert estimate_text_tokens("abcdefg") == 2
+    assert estimate_text_tokens("日本語") == 3
+    assert estimate_text_tokens("ab日") == 2
