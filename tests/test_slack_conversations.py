@@ -57,6 +57,11 @@ async def test_thread_follow_up_needs_no_mention_and_other_threads_are_ignored(b
     assert len(bot.kimi.requests) == 2
     assert "first question" in prompt_text(bot.kimi.requests[1])
     assert not bot.bot_replies(fake.general, other[0].ts)
+    # Two people in one thread: Kimi reads their display names (users.info), asked once per person.
+    users = [m["content"] for m in bot.kimi.requests[1]["messages"] if m["role"] == "user"]
+    alice, bob = (fake.state.users[u].name for u in (fake.alice, fake.bob))
+    assert users[0].startswith(f"[{alice}] ") and users[1].startswith(f"[{bob}] ")
+    assert len(fake.calls_to("users.info")) == 2
 
 
 async def test_mention_mid_thread_reads_the_thread_once(bot: SlackBot) -> None:

@@ -28,6 +28,7 @@ from adapters.slack.commands import SlashCommands
 from adapters.slack.events import PLATFORM, SlackEvent, backfill_role, clean_text, ignore_reason, incoming, parse_event
 from adapters.slack.files import SlackFiles
 from adapters.slack.limits import AllowanceRegistry, SlackLimits
+from adapters.slack.people import PeopleDirectory
 from adapters.slack.surface import SlackSurface
 from bot.access import AccessPolicy
 from bot.app import Services
@@ -64,6 +65,7 @@ class SlackAdapter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.deliveries = 0  # listener invocations, for health checks and tests that wait on them
         self.commands = SlashCommands(self)
+        self.people = PeopleDirectory(self.client)
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
         self.app.command(cfg.slash_command)(self._on_command)
@@ -156,7 +158,8 @@ class SlackAdapter:
             await self._backfill_once(ev, bot_user_id, bot_id)
         attachments = await SlackFiles(client=self.client, session=self.session, token=self.token) \
             .attachments(ev.files, scopes) if ev.files else ()
-        message = incoming(ev, thread=thread, bot_user_id=bot_user_id, attachments=attachments)
+        message = incoming(ev, thread=thread, bot_user_id=bot_user_id, attachments=attachments,
+                           user_name=await self.people.name(ev.user))
         surface = self.surface(ev.team, ev.channel, ev.reply_thread(self.config.reply_in), ev.user)
         try:
             await engine.handle(message, surface, access=self.access, command_prefix="!")
