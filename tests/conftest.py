@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.fixtures.slack",
     "tests.fixtures.slack_bot",
     "tests.fixtures.discord",
+    "tests.fixtures.screenshots",
 ]
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import pytest
+from aiohttp import web
 from PIL import Image
 
-from adapters.slack.files import NO_SCOPE, NOT_VISIBLE
+from adapters.slack.files import NO_SCOPE, NOT_VISIBLE, token_may_go_to
+from tests.fixtures.screenshots import Shot
 from tests.fixtures.slack_bot import SlackBot
 
 
@@ -73,3 +77,67 @@ async def test_text_files_are_read_and_other_files_refused(bot: SlackBot) -> Non
     archive = fake.add_file("bundle.zip", b"PK\x03\x04junk", "application/zip")
     answer = await ask_with_file(bot, archive.id, "open this")
     assert "can't read this kind of file" in answer and "PDFs" in answer
+
+
+@pytest.mark.parametrize("transfer", ["length", "chunked"])
+@pytest.mark.parametrize("name", ["png-180k", "png-730k", "jpeg-730k", "png-4.3m", "png-8m"])
+async def test_real_size_screenshots_arrive_whole(bot: SlackBot, screenshots: Callable[[str], Shot],
+                                                  name: str, transfer: str) -> None:
+    """Slack serves a screenshot in many reads; the whole file must reach the decoder, whatever its size."""
+    shot = screenshots(name)
+    bot.fake.options.file_transfer = transfer
+    uploaded = bot.fake.add_file(f"Screenshot 2026-11-30{shot.suffix}", shot.data, shot.mime)
+    answer = await ask_with_file(bot, uploaded.id)
+    scale = min(1.0, 2048 / max(shot.width, shot.height))
+    assert answer.startswith(f"I see 1 image: {round(shot.width * scale)}x{round(shot.height * scale)}"), answer
+    assert "damaged" not in answer
+
+
+@pytest.fixture
+async def foreign_host() -> AsyncIterator[tuple[str, list[str]]]:
+    """A server that is not Slack's, recording every Authorization header it is sent."""
+    seen: list[str] = []
+
+    async def grab(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.Response(body=png(), content_type="image/png")
+
+    app = web.Application()
+    app.add_routes([web.get("/{tail:.*}", grab)])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}", seen
+    await runner.cleanup()
+
+
+async def test_bot_token_never_goes_to_a_host_that_is_not_slack(bot: SlackBot,
+                                                                 foreign_host: tuple[str, list[str]]) -> None:
+    fake = bot.fake
+    host, seen = foreign_host
+    shot = fake.add_file("screen.png", png(), "image/png")
+    event: dict[str, Any] = fake.payloads.app_mention(fake.general, fake.alice, "what is this?", files=[shot.id])
+    for file in event["files"]:
+        file["url_private"] = f"{host}/files-pri/{fake.team_id}-{shot.id}/screen.png"
+        file["url_private_download"] = f"{host}/files-pri/{fake.team_id}-{shot.id}/download/screen.png"
+    await fake.send_event(bot.url, event)
+    await bot.settle(1)
+    replies = bot.bot_replies(fake.general, event["ts"])
+    assert seen == []
+    assert len(replies) == 1 and "does not point at Slack's file servers" in replies[0].text
+
+
+@pytest.mark.parametrize(("url", "api", "allowed"), [
+    ("https://files.slack.com/files-pri/T1-F1/a.png", "https://slack.com/api/", True),
+    ("https://files.slack-gov.com/files-pri/T1-F1/a.png", "https://slack-gov.com/api/", True),
+    ("https://slack.com/files-pri/T1-F1/a.png", "https://slack.com/api/", True),
+    ("http://files.slack.com/files-pri/T1-F1/a.png", "https://slack.com/api/", False),
+    ("https://files.slack.com.evil.example/a.png", "https://slack.com/api/", False),
+    ("https://evilslack.com/a.png", "https://slack.com/api/", False),
+    ("https://files.slack.com:8443/a.png", "https://slack.com/api/", False),
+    ("http://127.0.0.1:9000/files-pri/a.png", "http://127.0.0.1:9000/api/", True),
+    ("http://127.0.0.1:9001/files-pri/a.png", "http://127.0.0.1:9000/api/", False),
+    ("file:///etc/passwd", "https://slack.com/api/", False),
+])
+def test_file_hosts_that_may_receive_the_token(url: str, api: str, allowed: bool) -> None:
+    assert token_may_go_to(url, api) is allowed

@@ -156,8 +156,8 @@ class SlackAdapter:
                 thread = other.thread
         elif ev.mentioned and ev.in_thread and not ev.is_dm:
             await self._backfill_once(ev, bot_user_id, bot_id)
-        attachments = await SlackFiles(client=self.client, session=self.session, token=self.token) \
-            .attachments(ev.files, scopes) if ev.files else ()
+        files = SlackFiles(client=self.client, session=self.session, token=self.token, api_url=self.config.api_url)
+        attachments = await files.attachments(ev.files, scopes) if ev.files else ()
         message = incoming(ev, thread=thread, bot_user_id=bot_user_id, attachments=attachments,
                            user_name=await self.people.name(ev.user))
         surface = self.surface(ev.team, ev.channel, ev.reply_thread(self.config.reply_in), ev.user)

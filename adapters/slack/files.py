@@ -2,7 +2,8 @@
 
 Slack answers a download it refuses with HTTP 200 and its HTML sign-in page (or a redirect to it), not an
 error status, so the download checks the content type and never follows redirects (which would also drop the
-Authorization header).
+Authorization header). The bot token goes only to Slack's own file hosts: a `url_private` elsewhere is refused.
+Bodies are read to the end in chunks (a screenshot arrives in many TCP reads), bounded by the size limit.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -21,6 +23,9 @@ from bot.types import IncomingAttachment
 log = logging.getLogger(__name__)
 
 MAX_DOWNLOAD_BYTES = 30_000_000
+READ_CHUNK_BYTES = 64 * 1024
+# Where Slack serves `url_private` besides the API's own host (GovSlack's files live under slack-gov.com).
+SLACK_FILE_HOSTS = frozenset({"files.slack.com", "files.slack-gov.com"})
 
 NO_SCOPE = ("Slack sent its sign-in page instead of the file: this app lacks the `files:read` scope. "
             "An admin can add it under OAuth & Permissions and reinstall the app.")
@@ -34,11 +39,43 @@ def is_stub(file: dict[str, Any]) -> bool:
                                                                 or file.get("url_private"))
 
 
+def token_may_go_to(url: str, api_url: str) -> bool:
+    """Whether `url` is one of Slack's file hosts: the API's own origin, a subdomain of its domain over the
+    same scheme, or a documented file host. Anything else would receive the bot token."""
+    target, api = urlsplit(url), urlsplit(api_url)
+    host, api_host = (target.hostname or "").lower(), (api.hostname or "").lower()
+    if not host or target.scheme not in ("https", api.scheme):
+        return False
+    if host == api_host:
+        return target.port == api.port
+    if target.scheme != "https" or target.port not in (None, 443):
+        return False
+    return host in SLACK_FILE_HOSTS or (api_host.count(".") >= 1 and host.endswith("." + api_host))
+
+
+async def read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, however many reads it arrives in; refused past `limit` before or while reading."""
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise AttachmentError(f"it is larger than {limit // 1_000_000} MB.")
+    data = bytearray()
+    async for chunk in response.content.iter_chunked(READ_CHUNK_BYTES):
+        data += chunk
+        if len(data) > limit:
+            raise AttachmentError(f"it is larger than {limit // 1_000_000} MB.")
+    if declared is not None and len(data) != declared:
+        raise AttachmentError("the download from Slack ended early; please try again.")
+    return bytes(data)
+
+
 class SlackFiles:
-    def __init__(self, *, client: AsyncWebClient, session: aiohttp.ClientSession, token: str) -> None:
+    def __init__(self, *, client: AsyncWebClient, session: aiohttp.ClientSession, token: str,
+                 api_url: str, max_bytes: int = MAX_DOWNLOAD_BYTES) -> None:
         self._client = client
         self._session = session
         self._token = token
+        self._api_url = api_url
+        self._max_bytes = max_bytes
 
     async def attachments(self, files: Iterable[dict[str, Any]],
                           scopes: Iterable[str] | None) -> tuple[IncomingAttachment, ...]:
@@ -86,6 +123,10 @@ class SlackFiles:
                                   fetch=fetch, source=f"slack:{file.get('id', '')}")
 
     async def download(self, url: str, scopes: frozenset[str] | None, *, expected_mime: str = "") -> bytes:
+        if not token_may_go_to(url, self._api_url):
+            log.warning("file on a host that is not Slack's refused", extra={"host": urlsplit(url).hostname})
+            raise AttachmentError("this file's link does not point at Slack's file servers, so I did not "
+                                  "download it (I only send my Slack credentials to Slack).")
         headers = {"Authorization": f"Bearer {self._token}"}
         async with self._session.get(url, headers=headers, allow_redirects=False) as response:
             content_type = response.headers.get("Content-Type", "").lower()
@@ -98,7 +139,8 @@ class SlackFiles:
                                       else NOT_VISIBLE)
             if response.status != 200:
                 raise AttachmentError(f"Slack answered HTTP {response.status} when I downloaded it.")
-            data = await response.content.read(MAX_DOWNLOAD_BYTES + 1)
-            if len(data) > MAX_DOWNLOAD_BYTES:
-                raise AttachmentError(f"it is larger than {MAX_DOWNLOAD_BYTES // 1_000_000} MB.")
-            return data
+            try:
+                return await read_body(response, self._max_bytes)
+            except aiohttp.ClientPayloadError as error:
+                log.warning("file download cut off", extra={"error": type(error).__name__})
+                raise AttachmentError("the download from Slack ended early; please try again.") from error

@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MODEL_CREATED = 1769500000
+MAX_BODY_BYTES = 100 * 1024 * 1024
 
 
 class FakeKimi:
@@ -101,7 +102,8 @@ class FakeKimi:
     # -- lifecycle --
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[self._middleware])
+        # Kimi takes request bodies up to 100 MB (images ride inline as base64); aiohttp's default is 1 MB.
+        app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY_BYTES)
         app.on_response_prepare.append(self._add_headers)
         app.add_routes(
             [

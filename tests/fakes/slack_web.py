@@ -38,6 +38,11 @@ class WebOptions:
     # The newest docs make chat.startStream's thread_ts optional; slack_sdk always sends it.
     stream_requires_thread_ts: bool = True
     status_timeout: float = 120.0
+    # Files go out the way a CDN sends them: many small writes with pauses, so a reader that takes one
+    # buffered read gets a fraction of the file. "length" sends Content-Length; "chunked" omits it.
+    file_chunk_bytes: int = 16 * 1024
+    file_chunk_delay: float = 0.0005
+    file_transfer: str = "length"
 
 
 @dataclass(slots=True)

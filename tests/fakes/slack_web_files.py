@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.parse
@@ -82,12 +83,27 @@ class FileServer:
             thumb = f.thumbs.get(int(size)) if size.isdigit() else None
             if thumb is None:
                 raise web.HTTPNotFound()
-            return web.Response(body=thumb, content_type="image/png")
-        return web.Response(
-            body=f.content,
-            content_type=f.mimetype,
-            headers={"Content-Disposition": f'attachment; filename="{f.name}"'},
-        )
+            return await self._send(request, thumb, "image/png", {})
+        return await self._send(request, f.content, f.mimetype,
+                                {"Content-Disposition": f'attachment; filename="{f.name}"'})
+
+    async def _send(self, request: web.Request, body: bytes, mimetype: str,
+                    headers: dict[str, str]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": mimetype, **headers})
+        if self.options.file_transfer == "chunked":
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = len(body)
+        await response.prepare(request)
+        step = max(1, self.options.file_chunk_bytes)
+        try:
+            for start in range(0, len(body), step):
+                await response.write(body[start:start + step])
+                await asyncio.sleep(self.options.file_chunk_delay)
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client stopped reading (a size limit, or it went away), as real servers shrug off
+        return response
 
     def _login(self) -> web.Response:
         ws = next(iter(self.state.workspaces.values()), None)
