@@ -1,29 +1,42 @@
-"""One answer, from a stored question to a stored, fully shown reply: what a turn is."""
+"""One answer to one turn, from its stored question to a stored, fully shown reply, and the turn's final state.
+
+A resumed turn (taken over after a crash or a deploy) is answered again from the stored question and history,
+in the messages its first attempt already posted. Bookkeeping after the answer is shown (usage, links, the
+turn's state) is retried until the database takes it and never turns a shown answer into an error.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from bot.attachments import AttachmentProcessor, with_file_texts
 from bot.config import Config
 from bot.context import BuiltContext, ContextBuilder, render_system_prompt
+from bot.intake import persist
 from bot.kimi import ChatRequest, Completion, KimiClient, KimiError, ToolCall
 from bot.publisher import StreamPublisher
 from bot.runner import ToolLoop
 from bot.summarize import Summarizer
 from bot.tools.registry import ToolRegistry, ToolResult
-from bot.types import IncomingMessage, PublishOptions, ReplySurface, TurnOutcome
+from bot.turn_work import Interruption, TurnWork
+from bot.types import IncomingMessage, PublishOptions, TurnOutcome
 from bot.usage import cost_usd, web_search_calls
-from storage.store import Conversation, Store, UsageRecord
+from storage.store import Conversation, Store, TurnState, UsageRecord
 
 log = logging.getLogger(__name__)
 
 STOPPED_NOTE = "_Stopped._"
 INTERNAL_ERROR = "Something went wrong on my side while answering. The error was logged; please try again."
+RESTARTED_STATUS = "Restarted; answering again…"
+RESTARTED_NOTE = "I was restarted while answering, so this answer was written again."
+SUSPENDED_NOTE = "_Restarting: this answer will be finished in a moment._"
+# Seconds a departing process spends marking an interrupted answer before it lets go of it.
+SUSPEND_WRITE_LIMIT = 3.0
 
 
 @dataclass(slots=True)
@@ -33,6 +46,16 @@ class _Settings:
     web_search: bool
     system_prompt: str
     note: str | None
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What one run of a turn has set up so far: the failure and interruption paths close what exists."""
+
+    work: TurnWork
+    publisher: StreamPublisher
+    conversation: Conversation | None = None
+    recorder: _Recorder | None = field(default=None)
 
 
 class _Recorder:
@@ -86,63 +109,86 @@ class Answer:
         self._clock = clock
         self._loop = ToolLoop(kimi, tools, max_rounds=config.kimi.max_tool_rounds)
 
-    async def run(self, message: IncomingMessage, surface: ReplySurface, *, queued: bool = False) -> TurnOutcome:
+    async def run(self, work: TurnWork) -> TurnOutcome:
+        """Answer one turn (a first attempt, or one resumed after a restart) and close it in storage."""
+        work.started = True
+        message, surface, turn = work.message, work.surface, work.turn
         options: PublishOptions = getattr(surface, "publish_options", None) or PublishOptions()
+
+        async def record_ids(ids: list[str]) -> None:
+            await self.store.set_turn_messages(turn.id, ids)
+
         publisher = StreamPublisher(
             surface, placeholder=options.placeholder, decorate=options.decorate, append_only=options.append_only,
             min_edit_interval=options.min_edit_interval or self.config.bot.edit_interval,
+            adopt=turn.platform_message_ids, on_messages=record_ids,
         )
-        status = "Waiting for the previous answer…" if queued else (
+        status = RESTARTED_STATUS if work.resumed else "Waiting for the previous answer…" if work.queued else (
             "Reading your files…" if message.attachments else "Thinking…")
         await publisher.start(status)
-        conversation = await self.store.get_or_create_conversation(message.key)
-        files = await self._attachments.process(message.attachments)
-        notes = list(files.notes)
-        text = with_file_texts(message.text.strip(), files.file_texts)
-        if not text and not files.image_ids:
-            reason = notes[0] if notes else "I got an empty message."
-            await publisher.fail(reason if notes else reason + " Ask me something!")
-            return TurnOutcome(status="refused", text=reason, message_ids=publisher.message_ids)
-        await self.store.add_message(
-            conversation.id, role="user", text=text, image_ids=files.image_ids,
-            author=message.user_name or message.user, platform_message_ids=[message.message_id],
-        )
-        await self.store.link_platform_message(conversation.id, message.platform, message.message_id)
-        row = await self.store.add_message(conversation.id, role="assistant", status="streaming")
-        recorder = _Recorder(self, conversation, message, publisher, row.id)
+        attempt = _Attempt(work, publisher)
         try:
-            settings = self._settings(conversation)
-            publisher.set_status("Thinking…")
-            built = await self._context(conversation, settings, message, notes)
-            request = ChatRequest(
-                model=settings.model, messages=built.messages, tools=self._tools.openai_tools(),
-                thinking=settings.thinking, web_search=settings.web_search,
-                max_tokens=self._max_tokens(built),
-            )
-            result = await self._loop.run(request, recorder)
+            return await self._answer(attempt)
         except asyncio.CancelledError:
-            await asyncio.shield(self._stopped(conversation, recorder))
+            await asyncio.shield(self._interrupted(attempt))
             raise
         except KimiError as error:
-            log.warning("kimi error", extra={"kind": error.kind, "status": error.status, "conversation": str(
-                message.key)})
-            return await self._failed(conversation, recorder, error.user_message, error.kind)
+            log.warning("kimi error", extra={"kind": error.kind, "status": error.status,
+                                             "conversation": str(message.key)})
+            return await self._failed(attempt, error.user_message, error.kind)
         except Exception:
-            log.exception("answer failed", extra={"conversation": str(message.key)})
-            return await self._failed(conversation, recorder, INTERNAL_ERROR, "internal")
+            log.exception("answer failed", extra={"conversation": str(message.key), "turn": turn.id})
+            return await self._failed(attempt, INTERNAL_ERROR, "internal")
+
+    async def _answer(self, attempt: _Attempt) -> TurnOutcome:
+        work, publisher = attempt.work, attempt.publisher
+        message, turn = work.message, work.turn
+        conversation = await self.store.get_conversation_by_id(turn.conversation_id)
+        if conversation is None:
+            raise LookupError(f"conversation {turn.conversation_id} of turn {turn.id} is gone")
+        attempt.conversation = conversation
+        notes: list[str] = []
+        question_row: dict[str, object] | None = None
+        if turn.question_row_id is None:
+            files = await self._attachments.process(message.attachments)
+            notes = list(files.notes)
+            text = with_file_texts(message.text.strip(), files.file_texts)
+            if not text and not files.image_ids:
+                reason = notes[0] if notes else "I got an empty message."
+                ids = await publisher.fail(reason if notes else reason + " Ask me something!")
+                await self._close(turn.id, TurnState.DONE, ids=ids)
+                return TurnOutcome(status="refused", text=reason, message_ids=ids)
+            question_row = {"role": "user", "text": text, "image_ids": files.image_ids,
+                            "author": message.user_name or message.user,
+                            "platform_message_ids": [message.message_id]}
+        if work.resumed:
+            notes.append(RESTARTED_NOTE)
+        row = await self.store.begin_answer(turn.id, conversation.id, question_row)
+        if question_row is not None:
+            await self._bookkeep(lambda: self.store.link_platform_message(
+                conversation.id, message.platform, message.message_id), "link", turn.id)
+        recorder = attempt.recorder = _Recorder(self, conversation, message, publisher, row.id)
+        settings = self._settings(conversation)
+        publisher.set_status("Thinking…")
+        built = await self._context(conversation, settings, message, notes)
+        request = ChatRequest(
+            model=settings.model, messages=built.messages, tools=self._tools.openai_tools(),
+            thinking=settings.thinking, web_search=settings.web_search, max_tokens=self._max_tokens(built),
+        )
+        result = await self._loop.run(request, recorder)
         if result.hit_round_limit:
             notes.append("I reached the limit of tool rounds for one answer.")
         footer = "\n".join(f"_{note}_" for note in notes) or None
         ids = await publisher.finish(footer=footer)
         last = result.completions[-1]
-        await self.store.update_message(
-            recorder.row_id, text=result.content, reasoning=result.reasoning, status="complete",
-            platform_message_ids=ids, prompt_tokens=last.usage.prompt_tokens,
-            completion_tokens=last.usage.completion_tokens,
-        )
-        await self._link(conversation, ids)
+        await self._close(turn.id, TurnState.DONE, ids=ids, row_id=recorder.row_id, answer={
+            "text": result.content, "reasoning": result.reasoning, "status": "complete",
+            "platform_message_ids": ids, "prompt_tokens": last.usage.prompt_tokens,
+            "completion_tokens": last.usage.completion_tokens})
+        await self._link(conversation, ids, turn.id)
         log.info("answer complete", extra={
-            "conversation": str(message.key), "model": settings.model, "calls": len(result.completions),
+            "conversation": str(message.key), "turn": turn.id, "model": settings.model,
+            "calls": len(result.completions), "resumed": work.resumed,
             "prompt_tokens": sum(c.usage.prompt_tokens for c in result.completions),
             "completion_tokens": sum(c.usage.completion_tokens for c in result.completions),
             "messages": len(ids), "chars": len(publisher.text)})
@@ -191,28 +237,63 @@ class Answer:
 
     async def record_usage(self, conversation: Conversation, message: IncomingMessage,
                            completion: Completion) -> None:
-        await self.store.record_usage(UsageRecord(
+        record = UsageRecord(
             conversation_id=conversation.id, platform=message.platform, workspace=message.workspace,
             user=message.user, model=completion.model, prompt_tokens=completion.usage.prompt_tokens,
             cached_tokens=completion.usage.cached_tokens, completion_tokens=completion.usage.completion_tokens,
             web_search_calls=web_search_calls(completion), cost_usd=cost_usd(self.config.kimi.pricing, completion),
             latency_ms=completion.latency_ms,
-        ))
+        )
+        await self._bookkeep(lambda: self.store.record_usage(record), "usage", None)
 
-    async def _failed(self, conversation: Conversation, recorder: _Recorder, user_text: str,
-                      kind: str) -> TurnOutcome:
-        ids = await recorder.publisher.fail(user_text)
-        await self.store.update_message(recorder.row_id, text="".join(recorder.round_text), status="failed",
-                                        error=kind, platform_message_ids=ids)
-        await self._link(conversation, ids)
-        return TurnOutcome(status="failed", text=recorder.publisher.shown_text, message_ids=ids, error=kind)
+    async def _failed(self, attempt: _Attempt, user_text: str, kind: str) -> TurnOutcome:
+        publisher, recorder = attempt.publisher, attempt.recorder
+        ids = await publisher.fail(user_text)
+        answer = None if recorder is None else {"text": "".join(recorder.round_text), "status": "failed",
+                                                 "error": kind, "platform_message_ids": ids}
+        await self._close(attempt.work.turn.id, TurnState.FAILED, ids=ids, error=kind,
+                          row_id=recorder.row_id if recorder else None, answer=answer)
+        await self._link(attempt.conversation, ids, attempt.work.turn.id)
+        return TurnOutcome(status="failed", text=publisher.shown_text, message_ids=ids, error=kind)
 
-    async def _stopped(self, conversation: Conversation, recorder: _Recorder) -> None:
-        ids = await recorder.publisher.finish(footer=STOPPED_NOTE)
-        await self.store.update_message(recorder.row_id, text="".join(recorder.round_text), status="interrupted",
-                                        platform_message_ids=ids)
-        await self._link(conversation, ids)
+    async def _interrupted(self, attempt: _Attempt) -> None:
+        """Cancelled: the user's stop closes the turn; a shutdown leaves it for the next process, saying so."""
+        work, publisher, recorder = attempt.work, attempt.publisher, attempt.recorder
+        if work.interruption is Interruption.SHUTDOWN:
+            try:
+                # A departing process must not wait on the platform's allowance: the resumed answer rewrites
+                # these messages anyway.
+                async with asyncio.timeout(SUSPEND_WRITE_LIMIT):
+                    ids = await publisher.finish(footer=SUSPENDED_NOTE)
+                    await self.store.set_turn_messages(work.turn.id, ids)
+            except Exception:
+                log.warning("could not mark an interrupted answer on the platform", extra={"turn": work.turn.id})
+            log.info("answer left for resumption", extra={"turn": work.turn.id})
+            return
+        ids = await publisher.finish(footer=STOPPED_NOTE)
+        answer = None if recorder is None else {"text": "".join(recorder.round_text), "status": "interrupted",
+                                                 "platform_message_ids": ids}
+        await self._close(work.turn.id, TurnState.STOPPED, ids=ids, row_id=recorder.row_id if recorder else None,
+                          answer=answer)
+        await self._link(attempt.conversation, ids, work.turn.id)
 
-    async def _link(self, conversation: Conversation, ids: list[str]) -> None:
+    async def _close(self, turn_id: int, state: TurnState, *, ids: list[str], row_id: int | None = None,
+                     answer: dict[str, Any] | None = None, error: str | None = None) -> None:
+        await self._bookkeep(lambda: self.store.finish_turn(turn_id, state, answer_row_id=row_id, answer=answer,
+                                                            platform_message_ids=ids, error=error), "close", turn_id)
+
+    async def _link(self, conversation: Conversation | None, ids: list[str], turn_id: int) -> None:
+        if conversation is None:
+            return
         for platform_id in ids:
-            await self.store.link_platform_message(conversation.id, conversation.platform, platform_id)
+            await self._bookkeep(lambda platform_id=platform_id: self.store.link_platform_message(
+                conversation.id, conversation.platform, platform_id), "link", turn_id)
+
+    async def _bookkeep(self, operation: Callable[[], Awaitable[object]], what: str, turn_id: int | None) -> None:
+        """Records that follow what the user already sees: retried until the database takes them (see
+        bot/intake.py), and if they are finally lost, logged; never an error in the chat."""
+        try:
+            await persist(operation, window=self.config.turns.intake_retry_seconds, what=what,
+                          ids={"turn": turn_id})
+        except Exception:
+            log.exception("bookkeeping lost", extra={"what": what, "turn": turn_id})

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bot.config import Config, ConfigError
 from bot.engine import Engine
 from bot.kimi import KimiClient
+from bot.leases import TurnKeeper
 from bot.tools.registry import ToolConfigError, ToolRegistry, ToolSpec
+from storage.retry import RetryPolicy
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,8 @@ class Services:
     kimi: KimiClient
     tools: ToolRegistry
     engine: Engine
+    keeper: TurnKeeper | None = None
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def maintain(self, every: float = 3600.0, keep_events: timedelta = timedelta(days=7)) -> None:
         """Housekeeping while the bot runs: dedupe keys are needed for retries and replays, not forever."""
@@ -35,7 +40,22 @@ class Services:
                 log.exception("event pruning failed")
             await asyncio.sleep(every)
 
+    def start_background(self) -> None:
+        """Housekeeping and turn leases (heartbeat, resume sweeps); stopped and awaited by `aclose`."""
+        self.keeper = self.keeper or TurnKeeper(store=self.store, engine=self.engine, config=self.config.turns)
+        self._background = [asyncio.create_task(self.maintain(), name="kimibot-maintenance"),
+                            asyncio.create_task(self.keeper.run(), name="kimibot-turn-leases")]
+
+    async def stop_background(self) -> None:
+        tasks, self._background = self._background, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def aclose(self) -> None:
+        await self.stop_background()
         await self.engine.shutdown()
         await self.kimi.aclose()
         await self.store.close()
@@ -50,25 +70,23 @@ def load_tools(config: Config) -> ToolRegistry:
         raise ConfigError(f"tools.custom: {exc}") from None
 
 
+def kimi_client(config: Config, api_key: str) -> KimiClient:
+    k = config.kimi
+    return KimiClient(
+        api_key=api_key, base_url=k.base_url, timeout=k.request_timeout, connect_timeout=k.connect_timeout,
+        max_retries=k.max_retries, web_search_needs_thinking_off=tuple(k.web_search_needs_thinking_off),
+        first_token_timeout=k.first_token_timeout, idle_timeout=k.idle_timeout,
+        still_working_after=k.still_working_after,
+    )
+
+
 async def build_services(config: Config) -> Services:
     api_key = config.require_kimi_key()
     tools = load_tools(config)
     try:
-        store = await Store.open(config.storage.url)
+        store = await Store.open(config.storage.url, retry=RetryPolicy(window=config.storage.retry_seconds))
     except Exception as exc:  # the driver's own errors name the problem (file permissions, unreachable host)
         raise ConfigError(f"storage.url: cannot open the database: {type(exc).__name__}: {exc}") from exc
-    # On a shared PostgreSQL another replica may be streaming right now: only rows older than any live answer
-    # can be leftovers of a crash. A SQLite file has one writer process, so everything streaming is left over.
-    shared = config.storage.url.startswith("postgres")
-    interrupted = await store.interrupt_streaming(
-        older_than=timedelta(seconds=2 * config.kimi.request_timeout * (config.kimi.max_tool_rounds + 1))
-        if shared else None)
-    if interrupted:
-        log.warning("answers interrupted by the last shutdown marked as interrupted", extra={"count": interrupted})
-    kimi = KimiClient(
-        api_key=api_key, base_url=config.kimi.base_url, timeout=config.kimi.request_timeout,
-        connect_timeout=config.kimi.connect_timeout, max_retries=config.kimi.max_retries,
-        web_search_needs_thinking_off=tuple(config.kimi.web_search_needs_thinking_off),
-    )
+    kimi = kimi_client(config, api_key)
     engine = Engine(config=config, store=store, kimi=kimi, tools=tools)
     return Services(config=config, store=store, kimi=kimi, tools=tools, engine=engine)

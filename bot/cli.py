@@ -54,28 +54,53 @@ async def _run(config: Config) -> int:
     if not active:
         print(NOTHING_TO_RUN, file=sys.stderr)
         return 2
-    servers = []
+    servers = {}
     for name in active:
         try:
-            servers.append(importlib.import_module(PLATFORMS[name]).serve)
+            servers[name] = importlib.import_module(PLATFORMS[name]).serve
         except ModuleNotFoundError:
             raise ConfigError(f"{name}: this version of kimibot cannot run {name} yet; "
                               f"set [{name}] enabled = false") from None
     from bot.app import build_services
+    from bot.supervisor import supervise
 
     services = await build_services(config)
-    log.info("kimibot starting", extra={"platforms": active, "version": __version__})
-    maintenance = asyncio.create_task(services.maintain())
-    # `docker stop` sends SIGTERM: finish like Ctrl-C, so running answers are closed and stored as interrupted.
-    main_task = asyncio.current_task()
-    if main_task is not None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    log.info("kimibot starting", extra={"platforms": active, "version": __version__,
+                                        "replica": services.engine.replica.id})
+    stopping = asyncio.Event()
+    _on_signals(stopping)
+    services.start_background()
+    platforms = [asyncio.create_task(supervise(name, lambda serve=serve: serve(services, stopping), stopping),
+                                     name=f"kimibot-{name}") for name, serve in servers.items()]
     try:
-        await asyncio.gather(*(serve(services) for serve in servers))
+        # A platform returns only once `stopping` is set (after draining), or raises a configuration error
+        # on its first start; then the others drain too.
+        for finished in asyncio.as_completed(platforms):
+            try:
+                await finished
+            except BaseException:
+                stopping.set()
+                await asyncio.gather(*platforms, return_exceptions=True)
+                raise
     finally:
-        maintenance.cancel()
         await services.aclose()
+    log.info("kimibot stopped")
     return 0
+
+
+def _on_signals(stopping: asyncio.Event) -> None:
+    """SIGTERM (`docker stop`, Kubernetes, a rolling deploy) and Ctrl-C drain gracefully; a second one stops
+    at once, leaving answers in flight for the next process to resume."""
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+
+    def handle() -> None:
+        if stopping.is_set() and main_task is not None:
+            main_task.cancel()
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, handle)
 
 
 async def _chat(config: Config, session: str) -> int:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from bot.access import AccessPolicy
 from bot.config import Config
 from bot.kimi import KimiClient
-from bot.turns import TurnScheduler
+from bot.scheduler import TurnScheduler
 from bot.types import IncomingMessage
 from bot.usage import format_summary
 from storage.store import Store

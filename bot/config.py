@@ -74,6 +74,12 @@ class KimiConfig(_Section):
     max_tool_rounds: int = Field(default=6, ge=1, le=50)
     request_timeout: float = Field(default=300.0, gt=0)
     connect_timeout: float = Field(default=10.0, gt=0)
+    # A Kimi that accepts the request and then says nothing fails after first_token_timeout (retried like any
+    # failure before output); one that goes quiet mid-answer fails after idle_timeout. After still_working_after
+    # seconds of silence the reply says Kimi is still working.
+    first_token_timeout: float = Field(default=20.0, gt=0)
+    idle_timeout: float = Field(default=30.0, gt=0)
+    still_working_after: float = Field(default=5.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
 
@@ -202,8 +208,26 @@ class DiscordConfig(_Section):
         return self.token is not None if self.enabled is None else self.enabled
 
 
+class TurnsConfig(_Section):
+    """How acknowledged questions survive crashes, deploys and busy databases."""
+
+    # A process holds each turn it works on for lease_seconds, renewed every third of it; a turn whose holder
+    # died is resumed by another process (or the next start) once the lease has run out.
+    lease_seconds: float = Field(default=30.0, ge=2)
+    # How often every process looks for turns to resume.
+    sweep_seconds: float = Field(default=10.0, gt=0)
+    # Older unfinished turns are not answered again; their asker gets a notice instead.
+    resume_within_seconds: float = Field(default=900.0, gt=0)
+    # On SIGTERM: how long answers in flight may take to finish; the rest are resumed by the next process.
+    shutdown_grace_seconds: float = Field(default=25.0, ge=0)
+    # How long a received question is held and retried while the database cannot store it.
+    intake_retry_seconds: float = Field(default=600.0, gt=0)
+
+
 class StorageConfig(_Section):
     url: str = "sqlite:///./kimibot.db"
+    # Each database operation retries a busy (locked) or unreachable database for this long.
+    retry_seconds: float = Field(default=30.0, ge=0)
 
     @field_validator("url")
     @classmethod
@@ -224,6 +248,7 @@ class Config(_Section):
     context: ContextConfig = Field(default_factory=ContextConfig)
     images: ImageConfig = Field(default_factory=ImageConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    turns: TurnsConfig = Field(default_factory=TurnsConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     slack: SlackConfig = Field(default_factory=SlackConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)

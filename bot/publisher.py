@@ -14,7 +14,7 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +24,8 @@ from bot.types import RateLimited, ReplySurface, WriteBudget
 log = logging.getLogger(__name__)
 
 EMPTY_ANSWER = "_(no answer)_"
+# An adopted message (a resumed answer's earlier reply) the new answer no longer needs.
+SUPERSEDED = "_(this part of the answer was rewritten above)_"
 _FINAL_ATTEMPTS = 6
 _MAX_WRITE_FAILURES = 3
 _MAX_STATUS = 200
@@ -40,7 +42,7 @@ class _Result(enum.Enum):
 @dataclass(slots=True)
 class _Message:
     id: str
-    shown: str
+    shown: str | None
     upto: int  # this message shows the text up to here (0 for a placeholder)
 
 
@@ -58,13 +60,20 @@ class _Action:
     status: str | None = None
 
 
+MessagesCallback = Callable[[list[str]], Awaitable[None]]
+
+
 class StreamPublisher:
     def __init__(self, surface: ReplySurface, *, min_edit_interval: float = 1.0,
                  placeholder: str | None = "…", decorate: bool = True, append_only: bool = False,
-                 min_paragraph_chars: int = 200, clock: Callable[[], float] = time.monotonic) -> None:
+                 min_paragraph_chars: int = 200, clock: Callable[[], float] = time.monotonic,
+                 adopt: Sequence[str] = (), on_messages: MessagesCallback | None = None) -> None:
         # append_only: every write is a post of finished paragraphs (at least min_paragraph_chars, at most one
         # per min_edit_interval); nothing is ever edited, so it needs no edit allowance at all.
-        self._append_only = append_only
+        # adopt: messages an interrupted attempt of this answer already posted; they are edited, not re-posted,
+        # so a resumed answer ends up in the same place (which rules out append_only).
+        # on_messages: told the ids every time a message is posted, so they can be stored as they appear.
+        self._append_only = append_only and not adopt
         self._min_paragraph = min_paragraph_chars
         if append_only:
             placeholder = None
@@ -79,7 +88,10 @@ class StreamPublisher:
         self._parts: list[str] = []
         self._status: str | None = None
         self._surface_status: str | None = None
-        self._messages: list[_Message] = []
+        # shown=None: what an adopted message shows is unknown, so its first view is always written.
+        self._messages: list[_Message] = [_Message(i, None, 0) for i in adopt]
+        self._adopted = len(self._messages)
+        self._on_messages = on_messages
         self._committed: list[Chunk] = []
         self._committed_end = 0
         self._last_write = float("-inf")
@@ -143,12 +155,16 @@ class StreamPublisher:
             return self.message_ids
         self._done = True
         await self._stop_writer()
-        for index, view in enumerate(self._final_views(trailer, empty)):
+        views = self._final_views(trailer, empty)
+        for index, view in enumerate(views):
             if index < len(self._messages):
                 if self._messages[index].shown != view.text:
                     await self._final_write(_Action("edit", index, view))
             elif not await self._final_write(_Action("post", index, view)):
                 break  # later chunks would land out of order
+        for index in range(len(views), self._adopted):
+            if self._messages[index].shown != SUPERSEDED:
+                await self._final_write(_Action("edit", index, _View(SUPERSEDED, self._messages[index].upto)))
         if self._surface_status is not None:
             await self._perform(_Action("status", status=None))
         # Optional surface hook: this answer makes no more writes (a Slack native stream can be stopped).
@@ -247,9 +263,10 @@ class StreamPublisher:
         if self._append_only:
             return self._paragraph_views(text)
         if not text.strip():
-            if self._placeholder is None:
+            if self._placeholder is None and not self._adopted:
                 return []
-            return [_View(f"_{self._status}_"[:self._limit] if self._status else self._placeholder, 0)]
+            placeholder = self._placeholder or "…"
+            return [_View(f"_{self._status}_"[:self._limit] if self._status else placeholder, 0)]
         chunks = split_spans(text, self._limit, start=self._committed_end)
         if len(chunks) > 1:
             # Once a continuation exists, a chunk's boundary must never move again.
@@ -308,6 +325,7 @@ class StreamPublisher:
             if action.kind == "post":
                 message_id = await surface.post(action.view.text)
                 self._messages.append(_Message(message_id, action.view.text, action.view.upto))
+                await self._report_messages()
             else:
                 message = self._messages[action.index]
                 await surface.edit(message.id, action.view.text)
@@ -324,6 +342,14 @@ class StreamPublisher:
             return _Result.FAILED
         self._last_write = self._clock()
         return _Result.OK
+
+    async def _report_messages(self) -> None:
+        if self._on_messages is None:
+            return
+        try:
+            await self._on_messages(self.message_ids)
+        except Exception:  # bookkeeping: the message is on screen whatever happens to the record
+            log.exception("recording posted message ids failed")
 
     def _budget(self, action: _Action) -> WriteBudget:
         return self._surface.post_budget if action.kind == "post" else self._surface.edit_budget

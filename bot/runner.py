@@ -7,7 +7,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.kimi import ChatRequest, Completion, KimiClient, ReasoningDelta, TextDelta, ToolCall, ToolCallStarted
+from bot.kimi import (
+    ChatRequest,
+    Completion,
+    KimiClient,
+    Quiet,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    ToolCallStarted,
+)
 from bot.tools.registry import ToolRegistry, ToolResult
 
 log = logging.getLogger(__name__)
@@ -31,6 +40,9 @@ class LoopResult:
     reasoning: str | None
     completions: list[Completion] = field(default_factory=list)
     hit_round_limit: bool = False
+
+
+STILL_WORKING = "Kimi is still working…"
 
 
 def describe_tool(name: str) -> str:
@@ -75,15 +87,21 @@ class ToolLoop:
 
     async def _one_call(self, request: ChatRequest, sink: LoopSink, *, separate: bool) -> Completion:
         started_text = False
+        quiet = False
         completion: Completion | None = None
         async for event in self._client.stream(request):
             if isinstance(event, TextDelta):
+                if not started_text or quiet:
+                    sink.status(None)
+                    quiet = False
                 if not started_text:
                     started_text = True
-                    sink.status(None)
                     if separate:
                         sink.text("\n\n")
                 sink.text(event.text)
+            elif isinstance(event, Quiet):
+                quiet = True
+                sink.status(STILL_WORKING)
             elif isinstance(event, ReasoningDelta):
                 if not started_text:
                     sink.status("Thinking…")

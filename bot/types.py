@@ -6,8 +6,9 @@ Adapters build these from platform events; the engine never sees a Slack or Disc
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,8 @@ class IncomingAttachment:
     size: int | None
     fetch: Callable[[], Awaitable[bytes]]
     source: str = ""
+    # What the adapter needs to fetch the file again after a restart (a URL, a file id); stored with the turn.
+    ref: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,9 @@ class IncomingMessage:
     parent_channels: tuple[str, ...] = ()
     # Keys that identify this delivery for exactly-once answering; the first one already seen wins.
     dedupe_keys: tuple[str, ...] = ()
+    # Where the answer goes, in the adapter's own terms (channel, thread, message to reply to); stored with the
+    # turn so that after a restart the adapter can rebuild the reply surface from it.
+    reply: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> ConversationKey:
@@ -137,3 +143,24 @@ class TurnOutcome:
     text: str
     message_ids: list[str] = field(default_factory=list)
     error: str | None = None
+
+
+class ResumedTurn(Protocol):
+    """What an adapter gets to rebuild a resumed turn's reply place (storage's StoredTurn has these)."""
+
+    platform: str
+    question: dict[str, Any]
+    reply: dict[str, Any]
+    platform_message_ids: list[str]
+
+
+class TurnResumer(Protocol):
+    """An adapter's way back into a turn another process (or a previous run) left unfinished."""
+
+    def surface_for(self, turn: ResumedTurn) -> AbstractAsyncContextManager[ReplySurface]:
+        """The reply surface at the turn's stored reply address, released when the context exits."""
+        ...
+
+    def attachments_for(self, turn: ResumedTurn) -> tuple[IncomingAttachment, ...]:
+        """The question's files, fetchable again from their stored refs."""
+        ...

@@ -10,12 +10,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from storage.retry import RetryPolicy
+
 
 class StoreBase:
     """Holds the engine; the parts of Store (mixins of this class) each run one short transaction per call."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, retry_policy: RetryPolicy | None = None) -> None:
         self._engine = engine
+        self.retry_policy = retry_policy or RetryPolicy()
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._dialect = engine.dialect.name
         if self._dialect not in ("sqlite", "postgresql"):

@@ -19,24 +19,28 @@ def _hashed_if_long(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
 
 
+def claim_rows(platform: str, keys: Sequence[str]) -> list[dict[str, object]]:
+    """The processed_events rows of one delivery; sorted so two claimers with overlapping keys lock rows in
+    the same order (no PostgreSQL deadlock)."""
+    now = utcnow()
+    return [{"platform": platform, "key": k, "created_at": now} for k in sorted({_hashed_if_long(k) for k in keys})]
+
+
 class EventOps(StoreBase):
     async def claim_event(self, platform: str, keys: Sequence[str]) -> bool:
         """True iff none of `keys` was claimed before; then all of them are recorded, atomically.
 
         An empty `keys` is trivially unclaimed (True) and records nothing.
         """
-        # Sorted so two claimers with overlapping keys lock rows in the same order (no PostgreSQL deadlock).
-        unique_keys = sorted({_hashed_if_long(k) for k in keys})
-        if not unique_keys:
+        rows = claim_rows(platform, keys)
+        if not rows:
             return True
-        now = utcnow()
-        rows = [{"platform": platform, "key": k, "created_at": now} for k in unique_keys]
         stmt = self._insert_ignoring(ProcessedEventRow.__table__, ("platform", "key"), rows).returning(
             ProcessedEventRow.__table__.c.key
         )
         async with self._sessions() as session:
             inserted = (await session.execute(stmt)).all()
-            if len(inserted) == len(unique_keys):
+            if len(inserted) == len(rows):
                 await session.commit()
                 return True
             # Some key was already there (or a concurrent claimer won it): record none of them.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -53,21 +52,27 @@ class MessageOps(StoreBase):
         self, conversation_id: int, messages: Sequence[Mapping[str, Any]]
     ) -> list[StoredMessage]:
         """Append several messages in one transaction, in order, each with the next free seq."""
-        prepared = [message_values(dict(m)) for m in messages]
-        if not prepared:
+        if not messages:
             return []
-        stored: list[StoredMessage] = []
         async with self._sessions() as session:
-            try:
-                seq = await self._next_seq(session, conversation_id)
-                for values in prepared:
-                    row, seq = await self._insert_message(session, conversation_id, seq, values)
-                    stored.append(message_from_row(row))
-                    seq += 1
-                await session.commit()
-            except IntegrityError as exc:
-                # Seq conflicts never raise (ON CONFLICT DO NOTHING); what remains is the foreign key.
-                raise LookupError(f"conversation {conversation_id} does not exist") from exc
+            stored = await self._append_messages(session, conversation_id, messages)
+            await session.commit()
+        return stored
+
+    async def _append_messages(self, session: AsyncSession, conversation_id: int,
+                               messages: Sequence[Mapping[str, Any]]) -> list[StoredMessage]:
+        """The inserts of add_messages inside a caller's transaction (which commits)."""
+        prepared = [message_values(dict(m)) for m in messages]
+        stored: list[StoredMessage] = []
+        try:
+            seq = await self._next_seq(session, conversation_id)
+            for values in prepared:
+                row, seq = await self._insert_message(session, conversation_id, seq, values)
+                stored.append(message_from_row(row))
+                seq += 1
+        except IntegrityError as exc:
+            # Seq conflicts never raise (ON CONFLICT DO NOTHING); what remains is the foreign key.
+            raise LookupError(f"conversation {conversation_id} does not exist") from exc
         return stored
 
     async def _next_seq(self, session: AsyncSession, conversation_id: int) -> int:
@@ -156,21 +161,3 @@ class MessageOps(StoreBase):
                 .where(MessageRow.conversation_id == conversation_id, MessageRow.seq > reset_seq)
                 .limit(1))
             return found is not None
-
-    async def interrupt_streaming(self, *, older_than: timedelta | None = None) -> int:
-        """Mark answers left 'streaming' by a previous run as 'interrupted'; returns how many.
-
-        With replicas sharing one database, a starting replica must not interrupt answers another replica is
-        streaming right now: pass `older_than` (longer than any plausible turn) to touch only rows whose last
-        update is at least that old.
-        """
-        stmt = update(MessageRow).where(MessageRow.status == "streaming")
-        if older_than is not None:
-            stmt = stmt.where(MessageRow.updated_at < utcnow() - older_than)
-        async with self._sessions() as session:
-            result = await session.execute(stmt.values(status="interrupted", updated_at=utcnow()))
-            await session.commit()
-        count = int(result.rowcount)  # type: ignore[attr-defined]
-        if count:
-            log.info("interrupted answers left streaming", extra={"count": count})
-        return count

@@ -191,3 +191,35 @@ class UsageRow(Base):
     latency_ms: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TurnRow(Base):
+    """One acknowledged question, from receipt to its final answer: the durable unit a crash cannot lose.
+
+    A turn is written together with its delivery's dedupe keys. `lease_owner`/`lease_until` say which process
+    works on it until when; a turn whose lease has run out (its process died, or let go at shutdown) is taken
+    over by another process, in the database, so exactly one process resumes it.
+    """
+
+    __tablename__ = "turns"
+    __table_args__ = (
+        Index(None, "state", "platform"),
+        Index(None, "lease_owner"),
+        Index(None, "conversation_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(PLATFORM_LENGTH))
+    state: Mapped[str] = mapped_column(String(16))
+    # The question as the adapter delivered it, and where its answer goes (adapter-defined address).
+    question: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reply: Mapped[dict[str, Any]] = mapped_column(JSON)
+    platform_message_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    question_row_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    lease_owner: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from bot.types import ConversationKey
-from storage.models import AttachmentRow, ConversationRow, MessageRow
+from storage.models import AttachmentRow, ConversationRow, MessageRow, TurnRow
 
 ROLES: Final = frozenset({"system", "user", "assistant", "tool"})
 STATUSES: Final = frozenset({"streaming", "complete", "interrupted", "failed"})
@@ -23,6 +23,25 @@ class _Unset(enum.Enum):
 
 # "Leave this field unchanged" in update methods, distinct from None (which clears a field).
 UNSET: Final = _Unset.UNSET
+
+
+class TurnState(enum.StrEnum):
+    """Where an acknowledged question stands. RECEIVED and ANSWERING are unfinished: a process holds their
+    lease, or nobody does and the next sweep resumes them. The other states are final."""
+
+    RECEIVED = "received"
+    ANSWERING = "answering"
+    DONE = "done"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    EXPIRED = "expired"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (TurnState.RECEIVED, TurnState.ANSWERING)
+
+
+UNFINISHED: Final = (TurnState.RECEIVED.value, TurnState.ANSWERING.value)
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,22 @@ class StoredMessage:
     prompt_tokens: int | None
     completion_tokens: int | None
     error: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredTurn:
+    id: int
+    conversation_id: int
+    platform: str
+    state: TurnState
+    question: dict[str, Any]
+    reply: dict[str, Any]
+    platform_message_ids: list[str]
+    question_row_id: int | None
+    lease_owner: str | None
+    lease_until: datetime | None
+    attempts: int
     created_at: datetime
 
 
@@ -138,6 +173,23 @@ def message_from_row(row: MessageRow) -> StoredMessage:
         prompt_tokens=row.prompt_tokens,
         completion_tokens=row.completion_tokens,
         error=row.error,
+        created_at=row.created_at,
+    )
+
+
+def turn_from_row(row: TurnRow) -> StoredTurn:
+    return StoredTurn(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        platform=row.platform,
+        state=TurnState(row.state),
+        question=dict(row.question),
+        reply=dict(row.reply),
+        platform_message_ids=list(row.platform_message_ids),
+        question_row_id=row.question_row_id,
+        lease_owner=row.lease_owner,
+        lease_until=row.lease_until,
+        attempts=row.attempts,
         created_at=row.created_at,
     )
 

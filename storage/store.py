@@ -15,23 +15,41 @@ from storage.attachments import AttachmentOps
 from storage.conversations import ConversationOps
 from storage.events import EventOps
 from storage.messages import MessageOps
-from storage.records import UNSET, Conversation, StoredAttachment, StoredMessage, UsageRecord, UsageSummary
+from storage.records import (
+    UNSET,
+    Conversation,
+    StoredAttachment,
+    StoredMessage,
+    StoredTurn,
+    TurnState,
+    UsageRecord,
+    UsageSummary,
+)
+from storage.retry import RetryPolicy, StoreUnavailable, retrying_methods
+from storage.turns import TurnOps
 from storage.usage import UsageOps
 
 __all__ = [
     "UNSET",
     "Conversation",
     "Store",
+    "StoreUnavailable",
     "StoredAttachment",
     "StoredMessage",
+    "StoredTurn",
+    "TurnState",
     "UsageRecord",
     "UsageSummary",
 ]
 
 
-class Store(ConversationOps, MessageOps, EventOps, AttachmentOps, UsageOps):
+@retrying_methods
+class Store(TurnOps, ConversationOps, MessageOps, EventOps, AttachmentOps, UsageOps):
+    """Every public method retries busy-database and lost-connection errors for `retry_policy.window`
+    seconds, then raises StoreUnavailable (storage/retry.py)."""
+
     @classmethod
-    async def open(cls, url: str, *, migrate: bool = True) -> Store:
+    async def open(cls, url: str, *, migrate: bool = True, retry: RetryPolicy | None = None) -> Store:
         """Connect (and by default migrate to the newest schema); the caller closes the store."""
         engine: AsyncEngine = db.make_engine(url)
         try:
@@ -40,4 +58,4 @@ class Store(ConversationOps, MessageOps, EventOps, AttachmentOps, UsageOps):
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine)
+        return cls(engine, retry)

@@ -1,6 +1,7 @@
 """The command line: version, migrate, and what a start does with turns a crash left behind."""
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -32,25 +33,6 @@ async def test_migrate_creates_the_schema(tmp_path: Path, capsys: pytest.Capture
     store = await Store.open(f"sqlite:///{db}", migrate=False)
     assert await store.get_or_create_conversation(ConversationKey("console", "local", "me", "s"))
     await store.close()
-
-
-async def test_start_marks_crashed_turns_interrupted_and_keeps_them(kimi: FakeKimi, db_url: str) -> None:
-    store = await Store.open(db_url)
-    conversation = await store.get_or_create_conversation(ConversationKey("slack", "T1", "C1", "1.0"))
-    await store.add_message(conversation.id, role="user", text="question before the crash")
-    partial = await store.add_message(conversation.id, role="assistant", text="", status="streaming")
-    await store.close()
-    config = Config.model_validate({"kimi": {"api_key": "sk-test", "base_url": kimi.base_url},
-                                    "storage": {"url": db_url}})
-    services = await build_services(config)
-    try:
-        history = await services.store.history(conversation.id)
-        assert [m.text for m in history] == ["question before the crash", ""]
-        assert history[-1].id == partial.id
-        expected = "interrupted" if db_url.startswith("sqlite") else "streaming"
-        assert history[-1].status == expected
-    finally:
-        await services.aclose()
 
 
 async def test_bad_tool_path_is_a_config_error(kimi: FakeKimi, tmp_path: Path) -> None:
@@ -88,5 +70,7 @@ async def test_maintenance_prunes_old_dedupe_keys(kimi: FakeKimi, tmp_path: Path
         else:
             raise AssertionError("the old key was never pruned")
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # a cancelled task still runs until it yields: closing the store under it can hang
     finally:
         await services.aclose()

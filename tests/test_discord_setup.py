@@ -31,14 +31,16 @@ class _ReadyLog(logging.Handler):
             self.ready.set()
 
 
-async def test_serve_answers_until_cancelled(discord_fake: FakeDiscord, kimi: FakeKimi, store: Store) -> None:
+async def test_serve_answers_until_stopping_then_returns(discord_fake: FakeDiscord, kimi: FakeKimi,
+                                                        store: Store) -> None:
     fake = discord_fake
     services = make_services(fake, kimi, store)
     watcher = _ReadyLog()
     client_log = logging.getLogger("adapters.discord.client")
     client_log.addHandler(watcher)
     client_log.setLevel(logging.INFO)
-    running = asyncio.create_task(serve(services, guild_ready_timeout=0.05, identify_delay=0))
+    stopping = asyncio.Event()
+    running = asyncio.create_task(serve(services, stopping, guild_ready_timeout=0.05, identify_delay=0))
     try:
         # Closing before READY settles would leave discord.py's ready-wait tasks behind.
         await asyncio.wait_for(watcher.ready.wait(), WAIT)
@@ -46,6 +48,8 @@ async def test_serve_answers_until_cancelled(discord_fake: FakeDiscord, kimi: Fa
         await fake.wait_for(lambda: bool(fake.threads_created)
                             and texts(fake.bot_messages(fake.threads_created[0].thread_id)) == ["Echo: via serve"],
                             WAIT)
+        stopping.set()
+        await asyncio.wait_for(running, WAIT)  # drains and returns by itself
     finally:
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -65,7 +69,8 @@ async def test_missing_message_content_intent_stops_with_one_clear_line(discord_
     services = make_services(fake, kimi, store)
     try:
         with pytest.raises(DiscordSetupError) as refused:
-            await asyncio.wait_for(serve(services, guild_ready_timeout=0.05, identify_delay=0), WAIT)
+            await asyncio.wait_for(serve(services, asyncio.Event(), guild_ready_timeout=0.05, identify_delay=0),
+                                   WAIT)
     finally:
         await services.kimi.aclose()
     line = str(refused.value)
@@ -80,7 +85,7 @@ async def test_missing_token_is_a_config_error(kimi: FakeKimi, store: Store) -> 
 
     services = Services(config=config, store=store, kimi=None, tools=None, engine=None)  # type: ignore[arg-type]
     with pytest.raises(Exception, match=r"discord\.token: not set"):
-        await serve(services)
+        await serve(services, asyncio.Event())
 
 
 async def test_channel_allow_list_counts_thread_parents_and_refuses_elsewhere(

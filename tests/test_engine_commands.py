@@ -5,8 +5,8 @@ import asyncio
 from bot.access import AccessPolicy
 from bot.config import AccessConfig
 from bot.engine import Engine
+from bot.scheduler import TurnScheduler
 from bot.tools.registry import ToolRegistry
-from bot.turns import TurnScheduler
 from storage.store import Store
 from tests.fakes.kimi import FakeKimi
 from tests.fixtures.engine import DEFAULT_TOOLS, Harness, build_harness

@@ -33,6 +33,7 @@ class SocketBot:
     services: Services
     client: KimiClient
     task: asyncio.Task[None]
+    stopping: asyncio.Event
     loop_errors: list[dict[str, Any]] = field(default_factory=list)
 
     def bot_replies(self, channel: str, thread_ts: str) -> list[Message]:
@@ -56,11 +57,9 @@ class SocketBot:
             self.fake.web.listeners.remove(wake)
 
     async def stop(self) -> None:
-        """Cancel `serve` the way Ctrl-C does; it waits for answers in flight and closes the websocket."""
-        if not self.task.done():
-            self.task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await self.task
+        """Stop `serve` the way SIGTERM does: it closes the websocket, drains the answers and returns."""
+        self.stopping.set()
+        await asyncio.wait_for(self.task, 10)
 
 
 async def start(fake: FakeSlack, kimi: FakeKimi, store: Store, **slack: Any) -> SocketBot:
@@ -71,8 +70,9 @@ async def start(fake: FakeSlack, kimi: FakeKimi, store: Store, **slack: Any) -> 
     tools = ToolRegistry.from_specs([])
     engine = Engine(config=config, store=store, kimi=client, tools=tools)
     services = Services(config=config, store=store, kimi=client, tools=tools, engine=engine)
-    task = asyncio.create_task(serve(services), name="slack-serve")
-    return SocketBot(fake, kimi, services, client, task)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(serve(services, stopping), name="slack-serve")
+    return SocketBot(fake, kimi, services, client, task, stopping)
 
 
 @contextlib.asynccontextmanager
@@ -178,7 +178,7 @@ async def test_disconnect_frame_moves_the_app_to_a_new_connection(sbot: SocketBo
     await sbot.until(lambda: [m.text for m in sbot.bot_replies(fake.general, event["ts"])] == ["Echo: still there?"])
 
 
-async def test_cancelling_serve_closes_the_websocket_cleanly(
+async def test_stopping_serve_closes_the_websocket_cleanly(
     sbot: SocketBot, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake = sbot.fake

@@ -156,20 +156,6 @@ async def test_concurrent_writers_in_two_processes_never_share_a_seq(
     assert {m.text for m in history} == {m.text for m in results} | {m.text for b in batches for m in b}
 
 
-async def test_interrupt_streaming_marks_only_streaming_messages(store: Store) -> None:
-    conversation = await store.get_or_create_conversation(KEY)
-    done = await store.add_message(conversation.id, role="assistant", text="done")
-    live = await store.add_message(conversation.id, role="assistant", text="half", status="streaming")
-    other = await store.get_or_create_conversation(ConversationKey("slack", "T", "C", "1.2"))
-    live_elsewhere = await store.add_message(other.id, role="assistant", status="streaming")
-
-    assert await store.interrupt_streaming(older_than=timedelta(hours=1)) == 0  # all are fresh
-    assert await store.interrupt_streaming() == 2
-    assert await store.interrupt_streaming() == 0
-    statuses = {m.id: m.status for m in await store.history(conversation.id) + await store.history(other.id)}
-    assert statuses == {done.id: "complete", live.id: "interrupted", live_elsewhere.id: "interrupted"}
-
-
 async def test_has_messages_follows_reset(store: Store) -> None:
     conversation = await store.get_or_create_conversation(ConversationKey("slack", "T", "C", "1.0"))
     assert not await store.has_messages(conversation.id)

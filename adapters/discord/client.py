@@ -20,12 +20,15 @@ import discord.http
 import yarl
 from discord import app_commands
 
+from adapters.discord import incoming as conv
 from adapters.discord.commands import KimiGroup, SlashHandler
 from adapters.discord.events import MessageRouter
+from adapters.discord.resume import DiscordResumer
 from adapters.discord.surface import ChannelBudgets
 from bot.access import AccessPolicy
 from bot.app import Services
 from bot.config import DiscordConfig
+from bot.scheduler import Ticket
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +76,15 @@ class KimiDiscordClient(discord.AutoShardedClient):
                          max_ratelimit_timeout=30.0, allowed_mentions=discord.AllowedMentions.none(),
                          **options)
         self.config: DiscordConfig = config
+        self.services = services
         self._identify_delay = identify_delay
         access = AccessPolicy(config.access)
         self.budgets = ChannelBudgets(limit=config.message_rate_limit, window=config.message_rate_window)
-        self.router = MessageRouter(engine=services.engine, config=config, access=access, budgets=self.budgets)
+        self.router = MessageRouter(engine=services.engine, config=config, access=access, budgets=self.budgets,
+                                    partial_channel=self.get_partial_messageable)
+        self.resumer = DiscordResumer(self)
+        self.skipped_events = 0
+        self._guard_parsers()
         handler = SlashHandler(engine=services.engine, access=access, budgets=self.budgets,
                                group=config.command_name, clock=clock)
         self.tree = app_commands.CommandTree(self)
@@ -85,7 +93,32 @@ class KimiDiscordClient(discord.AutoShardedClient):
         self.turns_finished = 0
         self._turn_done = asyncio.Condition()
 
+    def _guard_parsers(self) -> None:
+        """One gateway event discord.py cannot parse (Discord added, renamed or dropped a field) must not end
+        the connection, and with it the process: it is logged as one record and skipped.
+
+        discord.py has no option for this; its parsers are plain callables in the connection state's table,
+        which the gateway looks up per event, so each is wrapped once here."""
+        parsers: dict[str, Callable[[Any], None]] = self._connection.parsers
+
+        def guard(event: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
+            def guarded(data: Any) -> None:
+                try:
+                    parse(data)
+                except Exception as error:
+                    self.skipped_events += 1
+                    ids = {k: data.get(k) for k in ("id", "channel_id", "guild_id")} if isinstance(data, dict) else {}
+                    log.error("discord event skipped: discord.py could not parse it", extra={
+                        "event": event, **{k: str(v) for k, v in ids.items() if v is not None},
+                        "error": f"{type(error).__name__}: {error}"})
+                    log.debug("unparsed event detail", exc_info=True)
+            return guarded
+
+        for event, parse in list(parsers.items()):
+            parsers[event] = guard(event, parse)
+
     async def setup_hook(self) -> None:
+        self.services.engine.register_resumer(conv.PLATFORM, self.resumer)
         if self.shard_count is None:
             # Resolved here rather than by discord.py so the configured gateway URL is the one used.
             self.shard_count, _, _ = await self.http.get_bot_gateway()
@@ -116,13 +149,14 @@ class KimiDiscordClient(discord.AutoShardedClient):
         me = self.user
         if me is None or message.author.id == me.id:
             return  # every message the bot writes comes back over the gateway too
-        task = asyncio.create_task(self._turn(message, me), name="kimibot-discord-turn")
+        ticket = self.router.reserve(message)  # before any await: answers keep the order messages arrived in
+        task = asyncio.create_task(self._turn(message, me, ticket), name="kimibot-discord-turn")
         self._turns.add(task)
         task.add_done_callback(self._turns.discard)
 
-    async def _turn(self, message: discord.Message, me: discord.ClientUser) -> None:
+    async def _turn(self, message: discord.Message, me: discord.ClientUser, ticket: Ticket | None) -> None:
         try:
-            await self.router.on_message(message, me)
+            await self.router.on_message(message, me, ticket)
         except Exception:
             log.exception("handling a Discord message failed", extra={"message_id": message.id})
         finally:
@@ -138,7 +172,15 @@ class KimiDiscordClient(discord.AutoShardedClient):
         async with self._turn_done:
             await self._turn_done.wait_for(lambda: self.turns_finished >= count)
 
+    async def stop_intake(self) -> None:
+        """Disconnect from the gateway (no new messages) while REST stays up for the answers in flight."""
+        for shard in self.shards.values():
+            await shard.disconnect()
+
     async def close(self) -> None:
+        # After a drain nothing is left; after a crash, answers in flight are left for resumption.
+        self.services.engine.unregister_resumer(conv.PLATFORM, self.resumer)
+        await self.services.engine.suspend(conv.PLATFORM)
         turns = list(self._turns)
         for task in turns:
             task.cancel()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
@@ -43,7 +43,8 @@ class SlashHandler:
         self._clock = clock
 
     def _message(self, interaction: discord.Interaction, text: str,
-                 attachments: tuple[IncomingAttachment, ...] = ()) -> IncomingMessage:
+                 attachments: tuple[IncomingAttachment, ...] = (), reply: dict[str, Any] | None = None
+                 ) -> IncomingMessage:
         channel, guild = interaction.channel, interaction.guild
         if interaction.guild_id is None:
             place = conv.Place(conv.DM_WORKSPACE, str(interaction.channel_id), conv.DM_THREAD, is_dm=True)
@@ -55,7 +56,8 @@ class SlashHandler:
             place = conv.Place(str(interaction.guild_id), str(interaction.channel_id), f"u{interaction.user.id}",
                                tuple(str(i) for i in (category,) if i))
         return conv.incoming(place, message_id=interaction.id, author=interaction.user, text=text,
-                             attachments=attachments, mentioned=True, dedupe_key=f"interaction:{interaction.id}")
+                             attachments=attachments, mentioned=True, dedupe_key=f"interaction:{interaction.id}",
+                             reply=reply)
 
     async def _refused(self, interaction: discord.Interaction, message: IncomingMessage) -> bool:
         decision = self._access.check(message)
@@ -67,11 +69,11 @@ class SlashHandler:
 
     async def ask(self, interaction: discord.Interaction, prompt: str, image: discord.Attachment | None) -> None:
         files = (conv.attachment(image),) if image is not None else ()
-        message = self._message(interaction, prompt, files)
+        surface = InteractionSurface(interaction, self._budgets, clock=self._clock)
+        message = self._message(interaction, prompt, files, reply=surface.address())
         if await self._refused(interaction, message):
             return
         await interaction.response.defer(thinking=True)
-        surface = InteractionSurface(interaction, self._budgets, clock=self._clock)
         await self._engine.handle(message, surface, access=self._access)
 
     async def command(self, interaction: discord.Interaction, name: str, args: str = "", *,

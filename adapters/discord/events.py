@@ -12,6 +12,7 @@ Own messages are always ignored, other bots' and webhooks' when `access.ignore_b
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import discord
@@ -21,6 +22,7 @@ from adapters.discord.surface import ChannelBudgets, ChannelSurface, FixedTarget
 from bot.access import AccessPolicy
 from bot.config import DiscordConfig
 from bot.engine import Engine
+from bot.scheduler import Ticket
 from bot.types import BackfillItem, ConversationKey, IncomingAttachment, IncomingMessage
 
 log = logging.getLogger(__name__)
@@ -34,22 +36,47 @@ class Route:
     surface: ChannelSurface
 
 
+def _route(place: conv.Place, surface: ChannelSurface, message: discord.Message, text: str,
+           attachments: tuple[IncomingAttachment, ...], *, mentioned: bool, actual: conv.Place | None = None) -> Route:
+    question = conv.incoming(place, message_id=message.id, author=message.author, text=text,
+                             attachments=attachments, mentioned=mentioned, dedupe_key=f"msg:{message.id}",
+                             actual=actual, reply=surface.address())
+    return Route(question, surface)
+
+
 class MessageRouter:
-    def __init__(self, *, engine: Engine, config: DiscordConfig, access: AccessPolicy,
-                 budgets: ChannelBudgets) -> None:
+    def __init__(self, *, engine: Engine, config: DiscordConfig, access: AccessPolicy, budgets: ChannelBudgets,
+                 partial_channel: Callable[[int], discord.abc.Messageable] | None = None) -> None:
         self._engine = engine
         self._config = config
         self._access = access
         self._budgets = budgets
+        self._partial_channel = partial_channel
 
-    async def on_message(self, message: discord.Message, me: discord.ClientUser) -> None:
-        route = await self.route(message, me)
-        if route is None:
-            return
+    def reserve(self, message: discord.Message) -> Ticket | None:
+        """The conversation's queue place for a DM or thread message, taken before any await (arrival order).
+        A channel message starts a conversation of its own, or continues one found only by a lookup."""
+        channel = message.channel
+        if message.guild is not None and not isinstance(channel, discord.Thread):
+            return None
+        place = conv.place_of(channel, message.guild)
+        return self._engine.reserve(ConversationKey(conv.PLATFORM, place.workspace, place.channel, place.thread))
+
+    async def on_message(self, message: discord.Message, me: discord.ClientUser, ticket: Ticket | None = None) -> None:
         try:
-            await self._engine.handle(route.message, route.surface, access=self._access)
+            route = await self.route(message, me)
+            if route is None:
+                return
+            if ticket is not None and ticket.key != route.message.key:
+                self._engine.release(ticket)
+                ticket = None
+            try:
+                await self._engine.handle(route.message, route.surface, access=self._access, ticket=ticket)
+            finally:
+                await route.surface.close()
         finally:
-            await route.surface.close()
+            if ticket is not None:
+                self._engine.release(ticket)
 
     async def route(self, message: discord.Message, me: discord.ClientUser) -> Route | None:
         author = message.author
@@ -60,13 +87,10 @@ class MessageRouter:
         mentioned = any(user.id == me.id for user in message.mentions)
         text = conv.strip_mention(message.content, me.id)
         attachments = tuple(conv.attachment(a) for a in message.attachments)
-        dedupe = f"msg:{message.id}"
         channel = message.channel
         if message.guild is None:
-            place = conv.place_of(channel, None)
             surface = ChannelSurface(FixedTarget(channel, channel.id), self._budgets)
-            return Route(conv.incoming(place, message_id=message.id, author=author, text=text,
-                                       attachments=attachments, mentioned=True, dedupe_key=dedupe), surface)
+            return _route(conv.place_of(channel, None), surface, message, text, attachments, mentioned=True)
         if isinstance(channel, discord.Thread):
             place = conv.place_of(channel, message.guild)
             key = ConversationKey(conv.PLATFORM, place.workspace, place.channel, place.thread)
@@ -75,30 +99,30 @@ class MessageRouter:
                     return None
                 await self._backfill(channel, message, key, me)
             surface = ChannelSurface(FixedTarget(channel, channel.id), self._budgets)
-            return Route(conv.incoming(place, message_id=message.id, author=author, text=text,
-                                       attachments=attachments, mentioned=mentioned, dedupe_key=dedupe), surface)
+            return _route(place, surface, message, text, attachments, mentioned=mentioned)
         actual = conv.place_of(channel, message.guild)
         linked = await self._linked(message, me)
         if linked is not None:
             place = conv.Place(linked.workspace, linked.channel, linked.thread)
             surface = ChannelSurface(FixedTarget(channel, channel.id), self._budgets, reply_to=message)
-            return Route(conv.incoming(place, message_id=message.id, author=author, text=text,
-                                       attachments=attachments, mentioned=mentioned, dedupe_key=dedupe,
-                                       actual=actual), surface)
+            return _route(place, surface, message, text, attachments, mentioned=mentioned, actual=actual)
         if not mentioned:
             return None
         text, attachments = self._with_reference(message, me, text, attachments)
         place = conv.place_of(channel, message.guild, thread=str(message.id))
-        question = conv.incoming(place, message_id=message.id, author=author, text=text, attachments=attachments,
-                                 mentioned=True, dedupe_key=dedupe)
+        probe = conv.incoming(place, message_id=message.id, author=author, text=text, attachments=attachments,
+                              mentioned=True, dedupe_key="")
         # A refusal is said in the channel: no thread is opened just to say no.
         if (self._config.reply_in == "thread" and isinstance(channel, discord.TextChannel)
-                and self._access.check(question).allowed):
+                and self._access.check(probe).allowed):
             target = ThreadFromMessage(message, conv.thread_name(text),
                                        archive_minutes=self._config.thread_archive_minutes,
-                                       global_requests=self._budgets.global_requests)
-            return Route(question, ChannelSurface(target, self._budgets, reply_to=message))
-        return Route(question, ChannelSurface(FixedTarget(channel, channel.id), self._budgets, reply_to=message))
+                                       global_requests=self._budgets.global_requests,
+                                       partial_channel=self._partial_channel)
+            return _route(place, ChannelSurface(target, self._budgets, reply_to=message), message, text,
+                          attachments, mentioned=True)
+        surface = ChannelSurface(FixedTarget(channel, channel.id), self._budgets, reply_to=message)
+        return _route(place, surface, message, text, attachments, mentioned=True)
 
     async def _linked(self, message: discord.Message, me: discord.ClientUser) -> ConversationKey | None:
         """The conversation of the bot's message this one replies to, if any."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import discord
@@ -47,16 +49,21 @@ def thread_name(text: str, fallback: str = "Kimi") -> str:
 
 
 def attachment(item: discord.Attachment) -> IncomingAttachment:
+    return IncomingAttachment(filename=item.filename, mime=item.content_type, size=item.size,
+                              fetch=guarded(item.read), source=f"discord:{item.id}", ref=item.url)
+
+
+def guarded(read: Callable[[], Awaitable[bytes]]) -> Callable[[], Awaitable[bytes]]:
+    """A download whose failures become the sentence the user reads."""
     async def fetch() -> bytes:
         try:
-            return await item.read()
+            return await read()
         except discord.HTTPException as error:
             raise AttachmentError(f"Discord did not let me download it (HTTP {error.status}).") from error
         except (aiohttp.ClientError, TimeoutError) as error:
             raise AttachmentError("I could not download it from Discord; please try again.") from error
 
-    return IncomingAttachment(filename=item.filename, mime=item.content_type, size=item.size, fetch=fetch,
-                              source=f"discord:{item.id}")
+    return fetch
 
 
 def role_ids(author: discord.abc.User) -> frozenset[str]:
@@ -82,7 +89,7 @@ def place_of(channel: discord.abc.Messageable | discord.abc.GuildChannel | disco
 
 def incoming(place: Place, *, message_id: int, author: discord.abc.User, text: str,
              attachments: tuple[IncomingAttachment, ...] = (), mentioned: bool, dedupe_key: str,
-             actual: Place | None = None) -> IncomingMessage:
+             actual: Place | None = None, reply: dict[str, Any] | None = None) -> IncomingMessage:
     """`actual` is where the message was written when `place` is a conversation continued from elsewhere."""
     parents = place.parents
     if actual is not None:
@@ -91,7 +98,7 @@ def incoming(place: Place, *, message_id: int, author: discord.abc.User, text: s
         platform=PLATFORM, workspace=place.workspace, channel=place.channel, thread=place.thread,
         message_id=str(message_id), user=str(author.id), text=text, attachments=attachments,
         mentioned=mentioned, is_dm=place.is_dm, user_name=author.display_name, roles=role_ids(author),
-        parent_channels=parents, dedupe_keys=(dedupe_key,),
+        parent_channels=parents, dedupe_keys=(dedupe_key,), reply=reply or {},
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import discord
 
@@ -97,6 +98,11 @@ class InteractionSurface:
 
     async def set_status(self, status: str | None) -> None:
         """The deferred response already shows "<bot> is thinking…" until the first text."""
+
+    def address(self) -> dict[str, Any]:
+        """A resumed answer cannot use this interaction's token (another process, or expired): it goes to the
+        channel instead."""
+        return {"channel_id": str(self._interaction.channel_id), "interaction": str(self._interaction.id)}
 
     async def close(self) -> None:
         """Nothing to release; present so callers treat every surface alike."""

@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import discord
 
@@ -84,15 +84,22 @@ class Target(Protocol):
 
     async def get(self) -> discord.abc.Messageable: ...
 
+    def address(self) -> dict[str, Any]:
+        """Stored with the turn; adapters/discord/resume.py rebuilds the target from it."""
+        ...
+
 
 class FixedTarget:
-    def __init__(self, channel: discord.abc.Messageable, channel_id: int) -> None:
+    def __init__(self, channel: discord.abc.Messageable, channel_id: int, *, replies: bool = True) -> None:
         self.channel_id = channel_id
-        self.replies = True
+        self.replies = replies
         self._channel = channel
 
     async def get(self) -> discord.abc.Messageable:
         return self._channel
+
+    def address(self) -> dict[str, Any]:
+        return {"channel_id": str(self.channel_id)}
 
 
 class ThreadFromMessage:
@@ -101,9 +108,11 @@ class ThreadFromMessage:
     Falls back to the message's channel when a thread cannot be opened (no permission, wrong channel type).
     """
 
-    def __init__(self, message: discord.Message, name: str, *, archive_minutes: int,
-                 global_requests: WriteBudget) -> None:
+    def __init__(self, message: discord.Message | discord.PartialMessage, name: str, *, archive_minutes: int,
+                 global_requests: WriteBudget,
+                 partial_channel: Callable[[int], discord.abc.Messageable] | None = None) -> None:
         self._message = message
+        self._partial_channel = partial_channel
         self._global = global_requests
         self._name = name
         self._archive = archive_minutes
@@ -119,16 +128,23 @@ class ThreadFromMessage:
                 self._channel = await self._open()
             return self._channel
 
+    def address(self) -> dict[str, Any]:
+        return {"channel_id": str(self._message.channel.id), "thread_from": str(self._message.id),
+                "name": self._name}
+
     async def _open(self) -> discord.abc.Messageable:
         message = self._message
         await self._global.acquire(final=True)
         try:
             return await message.create_thread(name=self._name, auto_archive_duration=self._archive)  # type: ignore[arg-type]
         except discord.HTTPException as error:
-            if error.code == THREAD_EXISTS and message.guild is not None:
-                existing = message.guild.get_thread(message.id)
+            if error.code == THREAD_EXISTS:
+                # Opened by an earlier attempt at this answer (or a twin delivery): the thread has the message's id.
+                existing = message.guild.get_thread(message.id) if message.guild is not None else None
                 if existing is not None:
                     return existing
+                if self._partial_channel is not None:
+                    return self._partial_channel(message.id)
             log.warning("cannot open a thread; answering in the channel",
                         extra={"code": error.code, "status": error.status, "channel": message.channel.id})
         self.replies = True
@@ -142,7 +158,8 @@ class ChannelSurface:
     max_chars = MAX_CHARS
     publish_options = DISCORD_OPTIONS
 
-    def __init__(self, target: Target, budgets: ChannelBudgets, *, reply_to: discord.Message | None = None,
+    def __init__(self, target: Target, budgets: ChannelBudgets, *,
+                 reply_to: discord.Message | discord.PartialMessage | None = None,
                  typing_interval: float = TYPING_INTERVAL) -> None:
         self._target = target
         self._budgets = budgets
@@ -161,6 +178,10 @@ class ChannelSurface:
 
     async def channel(self) -> discord.abc.Messageable:
         return await self._target.get()
+
+    def address(self) -> dict[str, Any]:
+        reply_to = str(self._reply_to.id) if self._reply_to is not None else None
+        return {**self._target.address(), "reply_to": reply_to}
 
     async def post(self, text: str) -> str:
         channel = await self._target.get()

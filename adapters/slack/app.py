@@ -1,9 +1,10 @@
 """Bolt wiring: listeners for mentions, messages and the slash command, routed to the engine.
 
-Bolt acks events at once (process_before_response off), so every answer runs in a task the adapter owns and
-cancels on shutdown. Exactly-once is the engine's claim of every delivery's dedupe keys (event id and
-channel:ts) in the processed-events table; a thread is backfilled under its own claim so that even retries
-and replicas read it with conversations.replies only once.
+Bolt acks events at once (process_before_response off), so every answer runs in a task the adapter owns.
+Exactly-once is the engine's claim of every delivery's dedupe keys (event id and channel:ts), stored with the
+turn; a thread is backfilled under its own claim so that even retries and replicas read it with
+conversations.replies only once. Each answer task reserves its place in its conversation's queue before its
+first await, so two quick messages are answered in the order they arrived.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from adapters.slack.events import PLATFORM, SlackEvent, backfill_role, clean_tex
 from adapters.slack.files import SlackFiles
 from adapters.slack.limits import AllowanceRegistry, SlackLimits
 from adapters.slack.people import PeopleDirectory
+from adapters.slack.resume import SlackResumer
 from adapters.slack.surface import SlackSurface
 from bot.access import AccessPolicy
 from bot.app import Services
+from bot.scheduler import Ticket
 from bot.types import BackfillItem, ConversationKey
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,8 @@ class SlackAdapter:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.deliveries = 0  # listener invocations, for health checks and tests that wait on them
+        self.draining = False
+        self.resumer = SlackResumer(self)
         self.commands = SlashCommands(self)
         self.people = PeopleDirectory(self.client)
         self.app.event("app_mention")(self._on_event)
@@ -96,6 +101,9 @@ class SlackAdapter:
         await self.allowances.drain(grace=60.0)  # deferred stream stops
 
     async def aclose(self, grace: float = 5.0) -> None:
+        """Close after the engine has drained (or, after a crash, once this platform's answers are left for
+        resumption): what is still running then is event intake, which finishes quickly."""
+        await self.services.engine.suspend(PLATFORM)
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
@@ -112,13 +120,20 @@ class SlackAdapter:
             return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
 
         async def healthz(request: web.Request) -> web.Response:
-            return web.json_response({"ok": True, "answers_in_flight": len(self._tasks)})
+            # Draining: a load balancer stops sending here, while events that still arrive are stored for others.
+            body = {"ok": not self.draining, "draining": self.draining, "answers_in_flight": len(self._tasks)}
+            return web.json_response(body, status=503 if self.draining else 200)
 
         application = web.Application()
         application.add_routes([web.post(path, events), web.get("/healthz", healthz)])
         return application
 
     # -- surfaces -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def reply_address(team: str, channel: str, thread_ts: str | None, recipient: str | None) -> dict[str, Any]:
+        """Where an answer goes, stored with its turn: `surface(**address)` rebuilds it after a restart."""
+        return {"team": team, "channel": channel, "thread_ts": thread_ts, "recipient": recipient}
 
     def surface(self, team: str, channel: str, thread_ts: str | None, recipient: str | None) -> SlackSurface:
         cfg = self.config
@@ -139,32 +154,43 @@ class SlackAdapter:
         if ev.kind == "message" and ev.mentioned and not ev.is_dm:
             return  # the app_mention delivery of the same message answers it
         scopes = getattr(context.authorize_result, "bot_scopes", None) if context.authorize_result else None
-        self.spawn(self._answer(ev, context.bot_user_id, context.bot_id, scopes), name="slack-answer")
+        # The queue place is taken here, in delivery order, before the task's first await.
+        ticket = self.services.engine.reserve(ConversationKey(PLATFORM, ev.team, ev.channel, ev.key_thread))
+        self.spawn(self._answer(ev, context.bot_user_id, context.bot_id, scopes, ticket), name="slack-answer")
+
+    def files(self) -> SlackFiles:
+        return SlackFiles(client=self.client, session=self.session, token=self.token, api_url=self.config.api_url)
 
     async def _answer(self, ev: SlackEvent, bot_user_id: str | None, bot_id: str | None,
-                      scopes: list[str] | None) -> None:
+                      scopes: list[str] | None, ticket: Ticket) -> None:
         engine = self.services.engine
-        thread = ev.key_thread
-        if not ev.is_dm and not ev.mentioned:
-            if not ev.in_thread:
-                return
-            if not await engine.has_history(ConversationKey(PLATFORM, ev.team, ev.channel, thread)):
-                # With reply_in = "channel" the user may reply in the thread of the bot's own answer.
-                other = await engine.conversation_of(PLATFORM, ev.thread_ts or "")
-                if other is None or other.channel != ev.channel:
-                    return
-                thread = other.thread
-        elif ev.mentioned and ev.in_thread and not ev.is_dm:
-            await self._backfill_once(ev, bot_user_id, bot_id)
-        files = SlackFiles(client=self.client, session=self.session, token=self.token, api_url=self.config.api_url)
-        attachments = await files.attachments(ev.files, scopes) if ev.files else ()
-        message = incoming(ev, thread=thread, bot_user_id=bot_user_id, attachments=attachments,
-                           user_name=await self.people.name(ev.user))
-        surface = self.surface(ev.team, ev.channel, ev.reply_thread(self.config.reply_in), ev.user)
         try:
-            await engine.handle(message, surface, access=self.access, command_prefix="!")
+            thread = ev.key_thread
+            if not ev.is_dm and not ev.mentioned:
+                if not ev.in_thread:
+                    return
+                if not await engine.has_history(ConversationKey(PLATFORM, ev.team, ev.channel, thread)):
+                    # With reply_in = "channel" the user may reply in the thread of the bot's own answer.
+                    other = await engine.conversation_of(PLATFORM, ev.thread_ts or "")
+                    if other is None or other.channel != ev.channel:
+                        return
+                    thread = other.thread
+                    engine.release(ticket)
+                    ticket = engine.reserve(ConversationKey(PLATFORM, ev.team, ev.channel, thread))
+            elif ev.mentioned and ev.in_thread and not ev.is_dm:
+                await self._backfill_once(ev, bot_user_id, bot_id)
+            attachments = await self.files().attachments(ev.files, scopes) if ev.files else ()
+            reply_thread = ev.reply_thread(self.config.reply_in)
+            message = incoming(ev, thread=thread, bot_user_id=bot_user_id, attachments=attachments,
+                               user_name=await self.people.name(ev.user),
+                               reply=self.reply_address(ev.team, ev.channel, reply_thread, ev.user))
+            surface = self.surface(ev.team, ev.channel, reply_thread, ev.user)
+            try:
+                await engine.handle(message, surface, access=self.access, command_prefix="!", ticket=ticket)
+            finally:
+                surface.release()
         finally:
-            surface.release()
+            engine.release(ticket)
 
     async def _backfill_once(self, ev: SlackEvent, bot_user_id: str | None, bot_id: str | None) -> None:
         key = ConversationKey(PLATFORM, ev.team, ev.channel, ev.key_thread)

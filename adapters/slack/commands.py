@@ -96,7 +96,8 @@ class SlashCommands:
         parent_ts = str(parent["ts"])
         trigger = str(command.get("trigger_id") or parent_ts)
         message = IncomingMessage(**base, thread=parent_ts, message_id=parent_ts, text=text,
-                                  dedupe_keys=(f"command:{trigger}", f"{channel}:{parent_ts}"))
+                                  dedupe_keys=(f"command:{trigger}", f"{channel}:{parent_ts}"),
+                                  reply=adapter.reply_address(team, channel, parent_ts, user))
         surface = adapter.surface(team, channel, parent_ts, user)
         try:
             await adapter.services.engine.handle(message, surface, access=adapter.access, command_prefix="!")

@@ -109,11 +109,12 @@ def parse_event(body: dict[str, Any], event: dict[str, Any], bot_user_id: str | 
 
 
 def incoming(ev: SlackEvent, *, thread: str, bot_user_id: str | None,
-             attachments: tuple[IncomingAttachment, ...] = (), user_name: str = "") -> IncomingMessage:
+             attachments: tuple[IncomingAttachment, ...] = (), user_name: str = "",
+             reply: dict[str, Any] | None = None) -> IncomingMessage:
     return IncomingMessage(
         platform=PLATFORM, workspace=ev.team, channel=ev.channel, thread=thread, message_id=ev.ts,
         user=ev.user, text=clean_text(ev.text, bot_user_id), attachments=attachments, mentioned=ev.mentioned,
-        is_dm=ev.is_dm, user_name=user_name or ev.user, dedupe_keys=ev.dedupe_keys,
+        is_dm=ev.is_dm, user_name=user_name or ev.user, dedupe_keys=ev.dedupe_keys, reply=reply or {},
     )
 
 

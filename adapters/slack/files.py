@@ -120,7 +120,14 @@ class SlackFiles:
         size = file.get("size")
         return IncomingAttachment(filename=name, mime=file.get("mimetype") or None,
                                   size=int(size) if isinstance(size, int | float) else None,
-                                  fetch=fetch, source=f"slack:{file.get('id', '')}")
+                                  fetch=fetch, source=f"slack:{file.get('id', '')}", ref=url)
+
+    def again(self, filename: str, mime: str | None, size: int | None, source: str, ref: str,
+              scopes: Iterable[str] | None = None) -> IncomingAttachment:
+        """A file of a stored question, downloadable again from its stored `ref` (its url_private)."""
+        file: dict[str, Any] = {"name": filename, "mimetype": mime or "", "size": size,
+                                "id": source.removeprefix("slack:"), "url_private": ref}
+        return self._attachment(file, frozenset(scopes) if scopes is not None else None)
 
     async def download(self, url: str, scopes: frozenset[str] | None, *, expected_mime: str = "") -> bytes:
         if not token_may_go_to(url, self._api_url):

@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.app import SlackAdapter
+from adapters.slack.events import PLATFORM
 from adapters.slack.limits import SlackLimits
 from bot.app import Services
 from bot.config import ConfigError
@@ -50,34 +51,41 @@ async def preflight(adapter: SlackAdapter) -> None:
                           "SLACK_APP_TOKEN (xapp-..., with the connections:write scope)") from None
 
 
-async def serve(services: Services, *, limits: SlackLimits | None = None) -> None:
-    """Run the Slack adapter until cancelled."""
+async def serve(services: Services, stopping: asyncio.Event, *, limits: SlackLimits | None = None) -> None:
+    """Run the Slack adapter until `stopping` is set, then drain: stop taking events where Slack allows it,
+    let the engine finish or hand over the answers in flight, and close."""
     check_config(services)
     adapter = SlackAdapter(services, limits=limits)
     cfg = services.config.slack
     try:
         await preflight(adapter)
+        services.engine.register_resumer(PLATFORM, adapter.resumer)
         if cfg.mode == "http":
-            await _serve_http(adapter)
+            await _serve_http(adapter, stopping)
         else:
-            await _serve_socket(adapter)
+            await _serve_socket(adapter, stopping)
     finally:
+        services.engine.unregister_resumer(PLATFORM, adapter.resumer)
         await adapter.aclose()
 
 
-async def _serve_http(adapter: SlackAdapter) -> None:
+async def _serve_http(adapter: SlackAdapter, stopping: asyncio.Event) -> None:
     cfg = adapter.config
     runner = web.AppRunner(adapter.web_app(), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, cfg.http_host, cfg.http_port).start()
         log.info("slack listening", extra={"mode": "http", "host": cfg.http_host, "port": cfg.http_port})
-        await asyncio.Event().wait()
+        await stopping.wait()
+        # /healthz now answers 503 so the load balancer sends elsewhere; events that still arrive are stored
+        # as turns for the other replicas (or the next process) to answer.
+        adapter.draining = True
+        await adapter.services.engine.drain(adapter.services.config.turns.shutdown_grace_seconds)
     finally:
         await runner.cleanup()
 
 
-async def _serve_socket(adapter: SlackAdapter) -> None:
+async def _serve_socket(adapter: SlackAdapter, stopping: asyncio.Event) -> None:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     app_token = adapter.config.app_token
@@ -85,9 +93,16 @@ async def _serve_socket(adapter: SlackAdapter) -> None:
     handler = AsyncSocketModeHandler(adapter.app, app_token.get_secret_value())
     # The handler owns a client session and a queue task from construction on, and connect_async retries
     # a refused token forever, so a cancel during connect must close it too.
+    closed = False
     try:
         await handler.connect_async()
         log.info("slack connected", extra={"mode": "socket"})
-        await asyncio.Event().wait()
-    finally:
+        await stopping.wait()
+        # Closing the socket first makes Slack send new events to the app's other connections.
+        adapter.draining = True
+        closed = True
         await handler.close_async()
+        await adapter.services.engine.drain(adapter.services.config.turns.shutdown_grace_seconds)
+    finally:
+        if not closed:
+            await handler.close_async()

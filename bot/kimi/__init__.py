@@ -5,6 +5,7 @@ from bot.kimi.errors import KimiError
 from bot.kimi.events import (
     ChatRequest,
     Completion,
+    Quiet,
     ReasoningDelta,
     TextDelta,
     ToolCall,
@@ -17,6 +18,7 @@ __all__ = [
     "Completion",
     "KimiClient",
     "KimiError",
+    "Quiet",
     "ReasoningDelta",
     "RequestPlan",
     "TextDelta",

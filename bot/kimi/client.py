@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -20,6 +21,7 @@ from bot.kimi.events import (
     ChatRequest,
     Completion,
     KimiEvent,
+    Quiet,
     ReasoningDelta,
     TextDelta,
     ToolCall,
@@ -54,13 +56,19 @@ class _PartialCall:
 
 class KimiClient:
     def __init__(self, *, api_key: str, base_url: str, timeout: float = 300.0, connect_timeout: float = 10.0,
-                 max_retries: int = 2, web_search_needs_thinking_off: tuple[str, ...] = ("kimi-k2.5",)) -> None:
+                 max_retries: int = 2, web_search_needs_thinking_off: tuple[str, ...] = ("kimi-k2.5",),
+                 first_token_timeout: float = 20.0, idle_timeout: float = 30.0,
+                 still_working_after: float = 5.0) -> None:
         # The SDK's own retries are off: it would retry quota errors and replay half-streamed answers.
         self._sdk = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, max_retries=0,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
         )
         self._max_retries = max_retries
+        # `timeout` bounds one HTTP read; these bound silence on the stream, which is what users wait through.
+        self._first_token_timeout = first_token_timeout
+        self._idle_timeout = idle_timeout
+        self._still_working_after = still_working_after
         self._search_conflicts = frozenset(web_search_needs_thinking_off)
 
     async def aclose(self) -> None:
@@ -97,7 +105,7 @@ class KimiClient:
             emitted = False
             try:
                 async for event in self._stream_once(request):
-                    emitted = True
+                    emitted = emitted or not isinstance(event, Quiet)
                     yield event
                 return
             except KimiError as error:
@@ -120,9 +128,17 @@ class KimiClient:
         finish_reason: str | None = None
         done = False
         try:
-            stream = await self._sdk.chat.completions.create(**self._body(request))
+            try:
+                stream = await asyncio.wait_for(self._sdk.chat.completions.create(**self._body(request)),
+                                                timeout=self._first_token_timeout)
+            except TimeoutError:
+                raise KimiError("timeout", detail=f"no response in {self._first_token_timeout:g} s",
+                                model=request.model) from None
             async with stream:
-                async for chunk in stream:
+                async for chunk in self._watch(stream, started + self._first_token_timeout):
+                    if isinstance(chunk, Quiet):
+                        yield chunk
+                        continue
                     top_usage = getattr(chunk, "usage", None)
                     if top_usage is not None:
                         usage = _usage(top_usage)
@@ -159,6 +175,10 @@ class KimiClient:
             raise error from exc
         except httpx.HTTPError as exc:
             raise KimiError("stream_cut", detail=type(exc).__name__, model=request.model) from exc
+        except TimeoutError:
+            # Silence past the first-token or idle timeout: before any output a retry may help; after, it is cut.
+            kind = "stream_cut" if (content or reasoning or calls) else "timeout"
+            raise KimiError(kind, detail="Kimi went silent", model=request.model) from None
         if not done or finish_reason is None:
             # The SDK ends quietly when the connection closes without [DONE]; an answer without a finish reason
             # was cut, and showing it as complete would mislead the user.
@@ -176,6 +196,43 @@ class KimiClient:
             model=request.model,
             thinking=request.thinking,
         )
+
+    async def _watch(self, stream: AsyncIterator[Any], first_deadline: float) -> AsyncIterator[Any]:
+        """The stream's chunks, with a Quiet marker every `still_working_after` seconds of silence; raises
+        TimeoutError when the first chunk misses `first_deadline` or later ones leave a gap over `idle_timeout`."""
+        iterator = stream.__aiter__()
+        deadline = first_deadline
+        quiet_since = time.monotonic()
+        notice_at = quiet_since + self._still_working_after
+        pending: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(iterator.__anext__())
+                wait = max(0.0, min(deadline, notice_at) - time.monotonic())
+                done, _ = await asyncio.wait({pending}, timeout=wait)
+                if done:
+                    finished, pending = pending, None
+                    try:
+                        chunk = finished.result()
+                    except StopAsyncIteration:
+                        return
+                    yield chunk
+                    quiet_since = time.monotonic()
+                    deadline = quiet_since + self._idle_timeout
+                    notice_at = quiet_since + self._still_working_after
+                    continue
+                now = time.monotonic()
+                if now >= deadline:
+                    raise TimeoutError
+                if now >= notice_at:
+                    yield Quiet(now - quiet_since)
+                    notice_at = now + self._still_working_after
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
 
     async def extract_file(self, filename: str, data: bytes) -> str:
         """Kimi's file-extract: upload, read the extracted text, delete the upload."""

@@ -59,6 +59,13 @@ class ToolCallStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class Quiet:
+    """Kimi has sent nothing for `seconds` (still within the timeouts): lets the UI say it is still working."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """The end of one Kimi call."""
 
@@ -81,4 +88,4 @@ class Completion:
         return message
 
 
-KimiEvent = TextDelta | ReasoningDelta | ToolCallStarted | Completion
+KimiEvent = TextDelta | ReasoningDelta | ToolCallStarted | Quiet | Completion
