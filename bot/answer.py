@@ -69,6 +69,8 @@ class _Recorder:
         self.publisher = publisher
         self.row_id = row_id
         self.round_text: list[str] = []
+        # Usage rows are written beside the answer, not in its way: a locked database must not hold back text.
+        self.pending: set[asyncio.Task[None]] = set()
 
     def text(self, delta: str) -> None:
         self.round_text.append(delta)
@@ -78,7 +80,13 @@ class _Recorder:
         self.publisher.set_status(status)
 
     async def call_done(self, completion: Completion) -> None:
-        await self._answer.record_usage(self._conversation, self._message, completion)
+        task = asyncio.ensure_future(self._answer.record_usage(self._conversation, self._message, completion))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def settle(self) -> None:
+        """Wait for the usage rows still being written (after the answer is shown)."""
+        await asyncio.gather(*self.pending, return_exceptions=True)
 
     async def round_done(self, completion: Completion, results: list[tuple[ToolCall, ToolResult]]) -> None:
         store = self._answer.store
@@ -180,6 +188,7 @@ class Answer:
             notes.append("I reached the limit of tool rounds for one answer.")
         footer = "\n".join(f"_{note}_" for note in notes) or None
         ids = await publisher.finish(footer=footer)
+        await recorder.settle()
         last = result.completions[-1]
         await self._close(turn.id, TurnState.DONE, ids=ids, row_id=recorder.row_id, answer={
             "text": result.content, "reasoning": result.reasoning, "status": "complete",

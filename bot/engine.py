@@ -174,6 +174,11 @@ class Engine:
         self._resumes.add(task)
         task.add_done_callback(self._resumes.discard)
 
+    async def idle(self) -> None:
+        """Wait until the resumed and expired turns in progress are done (tests, benchmarks)."""
+        while self._resumes:
+            await asyncio.gather(*list(self._resumes), return_exceptions=True)
+
     async def _resume(self, turn: StoredTurn, ticket: Ticket) -> None:
         try:
             resumer = self._resumers.get(turn.platform)

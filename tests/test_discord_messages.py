@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from bot.types import ConversationKey
 from storage.store import Store
 from tests.discord_support import make_services, png, running_bot, texts, turns
@@ -172,3 +176,34 @@ async def test_own_and_other_bots_messages_are_ignored(discord_fake: FakeDiscord
         await turns(client, 1)
     assert kimi.requests == [] and fake.threads_created == []
     assert fake.bot_messages(fake.channel_id) == [] and len(fake.messages(fake.dm_channel_id)) == 1
+
+
+async def test_an_event_discord_py_cannot_parse_is_skipped_and_the_bot_keeps_answering(
+        discord_fake: FakeDiscord, kimi: FakeKimi, store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """Discord changes payloads without notice: a MESSAGE_CREATE without its author used to end the process."""
+    fake = discord_fake
+    services = make_services(fake, kimi, store)
+    async with running_bot(services, fake) as client:
+        with caplog.at_level(logging.INFO):
+            good = fake.world.messages[(await fake.dispatch_message(content="secret words")).id]
+            await turns(client, 1)
+            payload = fake.payload_of(good)
+            renamed = {**payload, "id": "1234567890123456789", "channelId": payload["channel_id"]}
+            del renamed["channel_id"]  # a field Discord renamed: discord.py's parser raises
+            no_author = {k: v for k, v in payload.items() if k != "author"} | {"id": "1234567890123456790"}
+            # discord.py parses this one, but the message it makes has no author for the handler to read.
+            sparse = {"id": "1234567890123456791", "channel_id": payload["channel_id"], "guild_id": payload["guild_id"],
+                      "content": "secret words", "type": 0, "attachments": [], "embeds": [], "mentions": []}
+            for broken in (renamed, no_author, sparse):
+                await fake.gateway.dispatch("MESSAGE_CREATE", broken, guild_id=fake.guild_id)
+            await fake.dispatch_message(content=f"{fake.bot_user.mention} still there?")
+            await turns(client, 3)
+        assert not client.is_closed() and client.skipped_events == 2
+    thread_id = fake.threads_created[0].thread_id
+    assert texts(fake.bot_messages(thread_id)) == ["Echo: still there?"]
+    skipped = [r for r in caplog.records if r.getMessage().startswith("discord event skipped")]
+    assert len(skipped) == 2 and {r.levelno for r in skipped} == {logging.ERROR}
+    assert skipped[0].__dict__["event"] == "MESSAGE_CREATE" and "KeyError" in skipped[0].__dict__["error"]
+    failed = [r for r in caplog.records if r.getMessage() == "handling a Discord message failed"]
+    assert len(failed) == 1 and failed[0].__dict__["message_id"] == 1234567890123456791
+    assert "secret words" not in caplog.text

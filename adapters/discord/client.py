@@ -147,12 +147,35 @@ class KimiDiscordClient(discord.AutoShardedClient):
 
     async def on_message(self, message: discord.Message) -> None:
         me = self.user
-        if me is None or message.author.id == me.id:
-            return  # every message the bot writes comes back over the gateway too
-        ticket = self.router.reserve(message)  # before any await: answers keep the order messages arrived in
+        try:
+            if me is None or message.author.id == me.id:
+                return  # every message the bot writes comes back over the gateway too
+            ticket = self.router.reserve(message)  # before any await: answers keep the order messages arrived in
+        except Exception as error:  # a payload discord.py parsed but left incomplete
+            log.error("handling a Discord message failed", extra={
+                "message_id": message.id, "error": f"{type(error).__name__}: {error}"})
+            self._count_turn()
+            return
         task = asyncio.create_task(self._turn(message, me, ticket), name="kimibot-discord-turn")
         self._turns.add(task)
         task.add_done_callback(self._turns.discard)
+
+    def _count_turn(self) -> None:
+        self.turns_finished += 1
+        self._turn_done_nowait()
+
+    def _turn_done_nowait(self) -> None:
+        async def notify() -> None:
+            async with self._turn_done:
+                self._turn_done.notify_all()
+
+        task = asyncio.ensure_future(notify())
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        # discord.py's default prints the handler's arguments' repr paths; one record, no message content.
+        log.exception("discord event handler failed", extra={"event": event_method})
 
     async def _turn(self, message: discord.Message, me: discord.ClientUser, ticket: Ticket | None) -> None:
         try:

@@ -210,6 +210,10 @@ class FakeDiscord:
                 await fut
 
     # --- driving the bot ----------------------------------------------------------------------------------
+    def payload_of(self, message: StoredMessage) -> Json:
+        """The MESSAGE_CREATE payload of a stored message, as the gateway sends it (to build altered ones)."""
+        return self._messages.payload(message)
+
     async def dispatch_message(
         self,
         channel_id: int | None = None,

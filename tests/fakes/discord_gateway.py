@@ -288,7 +288,8 @@ class Gateway:
             if not session.intents & needed:
                 return None
             if event == "MESSAGE_CREATE":
-                channel = self._world.channels.get(int(data["channel_id"]))
+                # Tolerant of payloads a test deliberately breaks: the gateway forwards what it is given.
+                channel = self._world.channels.get(int(data.get("channel_id") or 0))
                 data = {**data, "channel_type": channel.type if channel else 0}  # gateway-only field
             if event != "MESSAGE_DELETE":
                 return visible_message(data, bot_id=self._world.bot.id, intents=session.intents)

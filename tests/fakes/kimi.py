@@ -148,7 +148,9 @@ class FakeKimi:
     def fail_next(self, kind: str, count: int = 1, **kw: Any) -> None:
         """Fail the next `count` chat requests. kinds: auth, not_found, rate_limit (retry_after=1), quota,
         overloaded, server, content_filter, context, cut (after_chunks=3 content/tool-call chunks; reasoning
-        chunks are not counted), hang (no answer until stop()); `message=` overrides the error text."""
+        chunks are not counted), hang (connection accepted, no answer until stop()), stall (after_chunks=3,
+        then silence for `seconds`, default until stop(), the connection left open); `message=` overrides the
+        error text."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
         self._faults.extend(Fault(kind, dict(kw)) for _ in range(count))
@@ -198,7 +200,10 @@ class FakeKimi:
         req = parse_chat_request(body, models=self.models, retired=self.retired, window=self.context_window)
         reply = self._replies.popleft() if self._replies else await default_reply(req, self._files.data)
         answer = resolve(reply, req)
-        cut = int(fault.kw.get("after_chunks", 3)) if fault is not None else reply.cut_after_chunks
+        cut = int(fault.kw.get("after_chunks", 3)) if fault is not None and fault.kind == "cut" \
+            else reply.cut_after_chunks
+        stall = (int(fault.kw.get("after_chunks", 3)), float(fault.kw.get("seconds", 1e9))) \
+            if fault is not None and fault.kind == "stall" else None
         usage = self._usage(req, answer)
         env = Envelope.new(req.model)
         logger.debug(
@@ -206,7 +211,7 @@ class FakeKimi:
             extra={"model": req.model, "stream": req.stream, "finish_reason": answer.finish_reason},
         )
         if req.stream:
-            return await self._stream(request, env, req, answer, usage, cut)
+            return await self._stream(request, env, req, answer, usage, cut, stall)
         if cut is not None:
             self._drop(request)
             return web.Response()
@@ -231,12 +236,15 @@ class FakeKimi:
         answer: Answer,
         usage: dict[str, Any],
         cut: int | None,
+        stall: tuple[int, float] | None = None,
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
-        writer = SseWriter(response, env, req.include_usage, cut)
+        pacing = self._pacing()
+        pause = (stall[0], lambda: pacing.wait(stall[1])) if stall is not None else None
+        writer = SseWriter(response, env, req.include_usage, cut, pause)
         marks: dict[str, float] = {}
         self.stream_marks.append((answer.content, marks))
         try:

@@ -13,7 +13,7 @@ AK = "ak-fake0000000000000000"
 IMMEDIATE_FAULTS = frozenset(
     {"auth", "not_found", "rate_limit", "quota", "overloaded", "server", "content_filter", "context"}
 )
-FAULT_KINDS = IMMEDIATE_FAULTS | {"cut", "hang"}
+FAULT_KINDS = IMMEDIATE_FAULTS | {"cut", "hang", "stall"}
 
 
 class KimiError(Exception):

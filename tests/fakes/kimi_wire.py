@@ -7,6 +7,7 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,12 +104,15 @@ class SseWriter:
     """Writes chat.completion.chunk events; counts content/tool chunks so a cut can happen after N."""
 
     def __init__(
-        self, response: web.StreamResponse, env: Envelope, include_usage: bool, cut_after: int | None
+        self, response: web.StreamResponse, env: Envelope, include_usage: bool, cut_after: int | None,
+        stall: tuple[int, Callable[[], Awaitable[None]]] | None = None,
     ):
         self.response = response
         self.env = env
         self.include_usage = include_usage
         self.cut_after = cut_after
+        # (after N counted deltas, wait): the upstream goes silent mid-answer, the connection left open.
+        self.stall = stall
         self.deltas = 0
 
     async def event(self, payload: dict[str, Any] | str) -> None:
@@ -134,6 +138,9 @@ class SseWriter:
         # Reasoning chunks are not counted so a cut always lands inside the visible answer.
         if counted and self.cut_after is not None and self.deltas >= self.cut_after:
             raise StreamCut
+        if counted and self.stall is not None and self.deltas == self.stall[0]:
+            pause, self.stall = self.stall[1], None
+            await pause()
         await self.event(self.chunk(delta))
         self.deltas += int(counted)
 
