@@ -25,6 +25,7 @@ class Figures:
     answers: int = 0
     complete: int = 0
     rate_limited: int = 0
+    rate_limited_by_method: dict[str, int] = field(default_factory=dict)
     event_to_first_text: list[float] = field(default_factory=list)
     token_to_visible: list[float] = field(default_factory=list)
     last_token_to_final: list[float] = field(default_factory=list)
@@ -44,6 +45,7 @@ class Figures:
         return {
             "answers": self.answers,
             "rate_limited_calls": self.rate_limited,
+            "rate_limited_by_method": dict(sorted(self.rate_limited_by_method.items())),
             "complete_pct": round(100 * self.complete / self.answers, 1) if self.answers else 0.0,
             "event_to_first_text_p50": pct(self.event_to_first_text, 0.5),
             "event_to_first_text_p95": pct(self.event_to_first_text, 0.95),
@@ -79,6 +81,9 @@ def measure(fake: FakeSlack, sent: list[Sent], marks: dict[str, dict[str, float]
     """`marks`: Kimi's first/last content times (monotonic) per answer text."""
     offset = time.time() - time.monotonic()  # fake Slack stamps versions with wall time
     figures = Figures(answers=len(sent), rate_limited=fake.rate_limited_count)
+    for call in fake.web.calls:
+        if call.status == 429:
+            figures.rate_limited_by_method[call.method] = figures.rate_limited_by_method.get(call.method, 0) + 1
     for item in sent:
         replies = _replies(fake, item)
         if is_complete(fake, item):

@@ -272,11 +272,11 @@ class Answer:
             try:
                 # A departing process must not wait on the platform's allowance: the resumed answer rewrites
                 # these messages anyway.
+                ids = await publisher.suspend(SUSPENDED_NOTE, limit=SUSPEND_WRITE_LIMIT)
                 async with asyncio.timeout(SUSPEND_WRITE_LIMIT):
-                    ids = await publisher.finish(footer=SUSPENDED_NOTE)
                     await self.store.set_turn_messages(work.turn.id, ids)
             except Exception:
-                log.warning("could not mark an interrupted answer on the platform", extra={"turn": work.turn.id})
+                log.warning("could not mark an interrupted answer", extra={"turn": work.turn.id})
             log.info("answer left for resumption", extra={"turn": work.turn.id})
             return
         ids = await publisher.finish(footer=STOPPED_NOTE)

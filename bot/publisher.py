@@ -150,6 +150,27 @@ class StreamPublisher:
         error = error_text.strip() or "⚠️ Something went wrong."
         return await self._close(error, error)
 
+    async def suspend(self, note: str, *, limit: float) -> list[str]:
+        """This process is going away mid-answer: stop writing, add `note` to the last message shown, and post
+        nothing new (a post cut off by the exit could land unrecorded, and the resumed answer rewrites these
+        messages anyway). Returns the ids of the messages shown. Bounded by `limit` seconds."""
+        if self._done:
+            return self.message_ids
+        self._done = True
+        self._closing.set()
+        self._dirty.set()
+        if self._task is not None:
+            # The write in flight completes (and its id is recorded); it is never cut off half-way.
+            await asyncio.wait({self._task}, timeout=limit)
+        last = self._messages[-1] if self._messages else None
+        if last is not None and last.shown is not None:
+            text = f"{last.shown}\n\n{note}" if last.shown.strip() else note
+            if len(text) <= self._limit:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(limit):
+                        await self._perform(_Action("edit", len(self._messages) - 1, _View(text, last.upto)))
+        return self.message_ids
+
     async def _close(self, trailer: str | None, empty: str) -> list[str]:
         if self._done:
             return self.message_ids

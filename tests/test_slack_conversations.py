@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from bot.types import ConversationKey
@@ -188,3 +189,16 @@ async def test_access_lists_refuse_clearly(fast_slack: Any, kimi: Any, store: An
         assert len(kimi.requests) == 1
     finally:
         await harness.close()
+
+
+async def test_many_mentions_at_once_by_one_person_look_their_name_up_once(bot: SlackBot) -> None:
+    """Twenty questions from one person in one burst: one users.info call, and no 429 anywhere."""
+    fake = bot.fake
+    sent = await asyncio.gather(*(fake.send_mention(bot.url, fake.general, fake.alice, f"question {i}")
+                                  for i in range(20)))
+    await bot.settle(sum(len(s) for s in sent), limit=30)
+    assert len(fake.calls_to("users.info")) == 1
+    assert fake.rate_limited_count == 0
+    for deliveries in sent:
+        thread = deliveries[0].payload["event"]["ts"]
+        assert len(bot.bot_replies(fake.general, thread)) == 1

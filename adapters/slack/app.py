@@ -70,7 +70,7 @@ class SlackAdapter:
         self.draining = False
         self.resumer = SlackResumer(self)
         self.commands = SlashCommands(self)
-        self.people = PeopleDirectory(self.client)
+        self.people = PeopleDirectory(self.client, lambda team: self.allowances.for_team(team).user_lookup)
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
         self.app.command(cfg.slash_command)(self._on_command)
@@ -182,7 +182,7 @@ class SlackAdapter:
             attachments = await self.files().attachments(ev.files, scopes) if ev.files else ()
             reply_thread = ev.reply_thread(self.config.reply_in)
             message = incoming(ev, thread=thread, bot_user_id=bot_user_id, attachments=attachments,
-                               user_name=await self.people.name(ev.user),
+                               user_name=await self.people.name(ev.team, ev.user),
                                reply=self.reply_address(ev.team, ev.channel, reply_thread, ev.user))
             surface = self.surface(ev.team, ev.channel, reply_thread, ev.user)
             try:

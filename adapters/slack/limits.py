@@ -42,6 +42,8 @@ class SlackLimits:
     stream_append: Allowance = Allowance(100, 10, reserve=3)
     post_per_channel: Allowance = Allowance(60, 3, reserve=1)
     status: Allowance = Allowance(50, 5)
+    # Reads the adapter makes per event: users.info for display names (Tier 4).
+    user_lookup: Allowance = Allowance(100, 10)
     margin: float = 0.9
     # 60 makes one real second count as one Slack minute (tests and benchmarks against a time-scaled fake).
     time_scale: float = 1.0
@@ -72,6 +74,7 @@ class Allowances:
         self.stop = limits.budget(limits.stream_stop)
         self.append = limits.budget(limits.stream_append)
         self.status = limits.budget(limits.status)
+        self.user_lookup = limits.budget(limits.user_lookup)
         self._posts: dict[str, TokenBucketBudget] = {}
         self.edit_streams = 0  # answers showing partial text that will finish with chat.update
         self.native_streams = 0  # answers showing partial text that will finish with chat.appendStream
