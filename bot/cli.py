@@ -129,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception:  # one record through the logger (JSON in production), not a raw traceback on stderr
+        log.exception("kimibot stopped by an unexpected error")
+        return 1
 
 
 if __name__ == "__main__":
