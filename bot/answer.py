@@ -155,15 +155,15 @@ class Answer:
         if conversation is None:
             raise LookupError(f"conversation {turn.conversation_id} of turn {turn.id} is gone")
         attempt.conversation = conversation
-        notes: list[str] = []
+        notes: list[str] = list(message.notes)
         question_row: dict[str, object] | None = None
         if turn.question_row_id is None:
             files = await self._attachments.process(message.attachments)
-            notes = list(files.notes)
+            notes += files.notes
             text = with_file_texts(message.text.strip(), files.file_texts)
             if not text and not files.image_ids:
-                reason = notes[0] if notes else "I got an empty message."
-                ids = await publisher.fail(reason if notes else reason + " Ask me something!")
+                reason = files.notes[0] if files.notes else "I got an empty message."
+                ids = await publisher.fail(reason if files.notes else reason + " Ask me something!")
                 await self._close(turn.id, TurnState.DONE, ids=ids)
                 return TurnOutcome(status="refused", text=reason, message_ids=ids)
             question_row = {"role": "user", "text": text, "image_ids": files.image_ids,

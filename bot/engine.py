@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from bot.access import ALLOW_ALL, AccessPolicy
@@ -36,7 +37,7 @@ from bot.types import (
     TurnOutcome,
     TurnResumer,
 )
-from storage.store import Conversation, Store, StoredTurn, TurnState
+from storage.store import Conversation, Store, StoredTurn, TurnState, valid_text
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class Engine:
                      command_prefix: str = "!", ticket: Ticket | None = None) -> TurnOutcome | None:
         """Answer one incoming message. None when it was a duplicate delivery or the turn was stopped."""
         ticket = ticket if ticket is not None else self.reserve(message.key)
+        # Lone surrogates (a platform's JSON may carry them as escapes) would be refused by the database.
+        message = replace(message, text=valid_text(message.text), user_name=valid_text(message.user_name))
         try:
             return await self._handle(message, surface, access, command_prefix, ticket)
         except IntakeLost:

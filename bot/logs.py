@@ -45,5 +45,14 @@ def setup_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | None 
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Client libraries log request lines and bodies at INFO/DEBUG; message content must not reach the log.
-    for noisy in ("httpx", "httpcore", "openai", "aiosqlite", "asyncio", "slack_bolt", "slack_sdk", "discord"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # Levels are set explicitly on each library's top logger; Bolt's per-class loggers copy theirs from the
+    # "slack_bolt" logger the Slack adapter hands to Bolt (adapters/slack/app.py).
+    quiet = max(logging.WARNING, logging.getLevelName(level))
+    for library in LIBRARIES:
+        logging.getLogger(library).setLevel(quiet)
+
+
+# Every library kimibot runs on that logs: HTTP clients (the openai SDK ships its own httpx as httpx2), the
+# database stack, both platform SDKs, the HTTP server.
+LIBRARIES = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "aiosqlite", "asyncpg", "sqlalchemy", "alembic",
+             "asyncio", "aiohttp", "slack_bolt", "slack_sdk", "discord", "websockets", "urllib3", "PIL")

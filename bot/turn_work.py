@@ -36,6 +36,7 @@ def question_record(message: IncomingMessage) -> dict[str, Any]:
         "message_id": message.message_id, "user": message.user, "user_name": message.user_name,
         "text": message.text, "mentioned": message.mentioned, "is_dm": message.is_dm,
         "roles": sorted(message.roles), "parent_channels": list(message.parent_channels),
+        "notes": list(message.notes),
         "attachments": [{"filename": a.filename, "mime": a.mime, "size": a.size, "source": a.source,
                          "ref": a.ref} for a in message.attachments],
     }
@@ -50,4 +51,5 @@ def message_from_record(turn: StoredTurn, attachments: tuple[IncomingAttachment,
         is_dm=bool(q.get("is_dm")), user_name=str(q.get("user_name", "")),
         roles=frozenset(str(r) for r in q.get("roles") or ()),
         parent_channels=tuple(str(c) for c in q.get("parent_channels") or ()), reply=dict(turn.reply),
+        notes=tuple(str(n) for n in q.get("notes") or ()),
     )

@@ -58,6 +58,8 @@ class IncomingMessage:
     # Where the answer goes, in the adapter's own terms (channel, thread, message to reply to); stored with the
     # turn so that after a restart the adapter can rebuild the reply surface from it.
     reply: dict[str, Any] = field(default_factory=dict)
+    # What the adapter wants said under the answer (e.g. that a long thread was read only in part).
+    notes: tuple[str, ...] = ()
 
     @property
     def key(self) -> ConversationKey:

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.types import ConversationKey
 from storage.base import StoreBase
 from storage.models import ConversationRow, MessageRefRow, MessageRow, utcnow
-from storage.records import UNSET, Conversation, _Unset, conversation_from_row
+from storage.records import UNSET, Conversation, _Unset, conversation_from_row, valid_optional, valid_text
 
 
 class ConversationOps(StoreBase):
@@ -78,7 +78,7 @@ class ConversationOps(StoreBase):
             if thinking is not UNSET:
                 row.thinking = thinking
             if system_prompt is not UNSET:
-                row.system_prompt = system_prompt
+                row.system_prompt = valid_optional(system_prompt)
             await session.commit()
             return conversation_from_row(row)
 
@@ -105,7 +105,7 @@ class ConversationOps(StoreBase):
             result = await session.execute(
                 update(ConversationRow)
                 .where(ConversationRow.id == conversation_id)
-                .values(summary=summary, summary_upto_seq=upto_seq, updated_at=utcnow())
+                .values(summary=valid_text(summary), summary_upto_seq=upto_seq, updated_at=utcnow())
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise LookupError(f"conversation {conversation_id} does not exist")

@@ -69,7 +69,8 @@ def _configure_sqlite_connection(dbapi_connection: object, _record: ConnectionPo
 def make_engine(url: str) -> AsyncEngine:
     """An async engine for a (normalised) URL.
 
-    SQLite gets WAL, busy_timeout and foreign keys on every connection.
+    SQLite gets WAL, busy_timeout and foreign keys on every connection. Errors never carry their statement's
+    parameters (message text) into exception messages, and so into logs.
     """
     sa_url = make_url(normalize_url(url))
     if sa_url.get_backend_name() == "sqlite":
@@ -77,11 +78,11 @@ def make_engine(url: str) -> AsyncEngine:
         if path is not None:
             # Called once at startup before any connection exists; a tiny blocking mkdir is acceptable here.
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(sa_url)
+        engine = create_async_engine(sa_url, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
         return engine
     # pre_ping: replicas outlive database restarts and failovers without serving a dead pooled connection.
-    return create_async_engine(sa_url, pool_pre_ping=True)
+    return create_async_engine(sa_url, pool_pre_ping=True, hide_parameters=True)
 
 
 def alembic_config(url: str | None = None) -> Config:

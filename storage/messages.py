@@ -12,12 +12,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.base import StoreBase
 from storage.models import ConversationRow, MessageRow, utcnow
-from storage.records import UNSET, StoredMessage, _Unset, check_status, message_from_row, message_values
+from storage.records import (
+    UNSET,
+    StoredMessage,
+    _Unset,
+    check_status,
+    message_from_row,
+    message_values,
+    valid_optional,
+)
 
 # A writer loses a seq race only to another writer of the same conversation; a few retries always suffice.
 _SEQ_ATTEMPTS = 20
 
 log = logging.getLogger(__name__)
+
+_TEXT_FIELDS = frozenset({"text", "reasoning", "error"})
 
 
 class MessageOps(StoreBase):
@@ -122,7 +132,8 @@ class MessageOps(StoreBase):
             "text": text, "status": status, "reasoning": reasoning, "tool_calls": tool_calls,
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "error": error,
         }  # fmt: skip
-        values = {name: value for name, value in changes.items() if value is not UNSET}
+        values = {name: valid_optional(value) if name in _TEXT_FIELDS and isinstance(value, str | None) else value
+                  for name, value in changes.items() if value is not UNSET}
         if not isinstance(platform_message_ids, _Unset):
             values["platform_message_ids"] = [str(i) for i in platform_message_ids]
         if "status" in values:

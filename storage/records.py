@@ -225,6 +225,20 @@ _MESSAGE_FIELDS: Final = frozenset(
 )
 
 
+def valid_text(text: str) -> str:
+    """`text` with lone surrogates (valid in a Python str, invalid in UTF-8: the databases refuse them) replaced
+    by U+FFFD. JSON from platforms and models can carry them as escapes such as \\ud800."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
+
+
+def valid_optional(text: str | None) -> str | None:
+    return None if text is None else valid_text(text)
+
+
 def check_status(status: str) -> str:
     if status not in STATUSES:
         raise ValueError(f"unknown message status {status!r}; expected one of {sorted(STATUSES)}")
@@ -243,16 +257,16 @@ def message_values(fields: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown message role {role!r}; expected one of {sorted(ROLES)}")
     return {
         "role": role,
-        "text": fields.get("text", ""),
+        "text": valid_text(fields.get("text", "")),
         "image_ids": [int(i) for i in fields.get("image_ids", ())],
         "tool_calls": fields.get("tool_calls"),
         "tool_call_id": fields.get("tool_call_id"),
         "tool_name": fields.get("tool_name"),
-        "reasoning": fields.get("reasoning"),
-        "author": fields.get("author"),
+        "reasoning": valid_optional(fields.get("reasoning")),
+        "author": valid_optional(fields.get("author")),
         "platform_message_ids": [str(i) for i in fields.get("platform_message_ids", ())],
         "status": check_status(fields.get("status", "complete")),
         "prompt_tokens": fields.get("prompt_tokens"),
         "completion_tokens": fields.get("completion_tokens"),
-        "error": fields.get("error"),
+        "error": valid_optional(fields.get("error")),
     }

@@ -24,6 +24,7 @@ from storage.records import (
     TurnState,
     UsageRecord,
     UsageSummary,
+    valid_text,
 )
 from storage.retry import RetryPolicy, StoreUnavailable, retrying_methods
 from storage.turns import TurnOps
@@ -40,6 +41,7 @@ __all__ = [
     "TurnState",
     "UsageRecord",
     "UsageSummary",
+    "valid_text",
 ]
 
 

@@ -17,7 +17,15 @@ from storage.base import StoreBase
 from storage.events import claim_rows
 from storage.messages import MessageOps
 from storage.models import ConversationRow, MessageRow, ProcessedEventRow, TurnRow, utcnow
-from storage.records import UNFINISHED, StoredMessage, StoredTurn, TurnState, message_from_row, turn_from_row
+from storage.records import (
+    UNFINISHED,
+    StoredMessage,
+    StoredTurn,
+    TurnState,
+    message_from_row,
+    turn_from_row,
+    valid_optional,
+)
 
 
 class TurnOps(MessageOps, StoreBase):
@@ -116,7 +124,8 @@ class TurnOps(MessageOps, StoreBase):
         async with self._sessions() as session:
             await session.execute(update(TurnRow).where(TurnRow.id == turn_id).values(values))
             if answer_row_id is not None and answer:
-                changes = dict(answer)
+                changes = {k: valid_optional(v) if k in ("text", "reasoning", "error") else v
+                           for k, v in answer.items()}
                 if "platform_message_ids" in changes:
                     changes["platform_message_ids"] = [str(i) for i in changes["platform_message_ids"]]
                 await session.execute(update(MessageRow).where(MessageRow.id == answer_row_id)

@@ -207,3 +207,30 @@ async def test_an_event_discord_py_cannot_parse_is_skipped_and_the_bot_keeps_ans
     failed = [r for r in caplog.records if r.getMessage() == "handling a Discord message failed"]
     assert len(failed) == 1 and failed[0].__dict__["message_id"] == 1234567890123456791
     assert "secret words" not in caplog.text
+
+
+async def test_mentioning_the_bots_managed_role_is_a_mention(discord_fake: FakeDiscord, kimi: FakeKimi,
+                                                             store: Store) -> None:
+    """Discord's autocomplete often offers the bot's role, not the bot: `<@&role>` must be answered too."""
+    fake = discord_fake
+    role = fake.world.bot_role(fake.guild_id)
+    services = make_services(fake, kimi, store)
+    async with running_bot(services, fake) as client:
+        await fake.dispatch_message(content=f"<@&{role.id}> what is a token bucket?")
+        await turns(client, 1)
+    (thread,) = fake.threads_created
+    assert texts(fake.bot_messages(thread.thread_id)) == ["Echo: what is a token bucket?"]
+
+
+async def test_users_roles_and_channels_reach_kimi_by_name(discord_fake: FakeDiscord, kimi: FakeKimi,
+                                                           store: Store) -> None:
+    fake = discord_fake
+    bob = fake.add_user("bob")
+    ops = fake.world.add_role(fake.guild_id, "oncall")
+    services = make_services(fake, kimi, store)
+    async with running_bot(services, fake) as client:
+        await fake.dispatch_message(content=f"{fake.bot_user.mention} what did <@{bob.id}> ask <@&{ops.id}> "
+                                            f"about in <#{fake.channel_id}> at <t:1700000000:f>? <:party:123>")
+        await turns(client, 1)
+    assert last_user_text(kimi) == ("what did @bob ask @oncall about in #general at 2023-11-14 22:13 UTC? "
+                                    ":party:")

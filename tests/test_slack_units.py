@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters.slack.events import clean_text, ignore_reason, parse_event
+from adapters.slack.events import ignore_reason, parse_event, without_own_mention
 from adapters.slack.limits import Allowances, SlackLimits
 from adapters.slack.render import message_fields, to_mrkdwn
 
@@ -41,7 +41,7 @@ def test_events_are_filtered_and_cleaned() -> None:
     ev = parse_event({"team_id": "T1", "event_id": "Ev1"}, user, "UBOT")
     assert ev.mentioned and ev.in_thread and ev.key_thread == "1.0" and ev.reply_thread("thread") == "1.0"
     assert ev.dedupe_keys == ("event:Ev1", "C1:1.4")
-    assert clean_text(user["text"], "UBOT") == "hi <b>"
+    assert without_own_mention(user["text"], "UBOT") == "hi &lt;b&gt;"
     dm = parse_event({"team_id": "T1"}, {**user, "channel": "D1", "channel_type": "im", "thread_ts": None}, "UBOT")
     assert dm.is_dm and dm.key_thread == "dm" and dm.reply_thread("thread") is None
 

@@ -84,8 +84,8 @@ class MessageRouter:
             return None
         if (author.bot or message.webhook_id is not None) and self._config.access.ignore_bots:
             return None
-        mentioned = any(user.id == me.id for user in message.mentions)
-        text = conv.strip_mention(message.content, me.id)
+        mentioned = conv.mentions_me(message, me)
+        text = conv.readable(message, me)
         attachments = tuple(conv.attachment(a) for a in message.attachments)
         channel = message.channel
         if message.guild is None:
@@ -142,7 +142,7 @@ class MessageRouter:
         resolved = reference.resolved if reference is not None else None
         if not isinstance(resolved, discord.Message) or resolved.author.id == me.id:
             return text, attachments
-        quote = conv.quoted(resolved)
+        quote = conv.quoted(resolved, me)
         combined = f"{quote}\n\n{text}".strip() if quote else text
         return combined, attachments + tuple(conv.attachment(a) for a in resolved.attachments)
 
@@ -157,7 +157,7 @@ class MessageRouter:
                 if earlier.type not in ANSWERED_TYPES or not earlier.content.strip():
                     continue
                 mine = earlier.author.id == me.id
-                body = conv.strip_mention(earlier.content, me.id)
+                body = conv.readable(earlier, me)
                 # Authors by display name, as the core stores live questions; it labels turns when several speak.
                 items.append(BackfillItem(role="assistant" if mine else "user", text=body,
                                           message_id=str(earlier.id),

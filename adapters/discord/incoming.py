@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -31,13 +32,66 @@ class Place:
     is_dm: bool = False
 
 
-def strip_mention(content: str, bot_id: int) -> str:
-    return re.sub(rf"<@!?{bot_id}>", "", content).strip()
+USER_REF = re.compile(r"<@!?(\d+)>")
+ROLE_REF = re.compile(r"<@&(\d+)>")
+CHANNEL_REF = re.compile(r"<#(\d+)>")
+EMOJI_REF = re.compile(r"<a?:(\w+):\d+>")
+TIME_REF = re.compile(r"<t:(-?\d+)(?::[tTdDfFR])?>")
 
 
-def explicitly_mentions(content: str, bot_id: int) -> bool:
-    """A written @mention, as opposed to the ping a reply adds (both put the bot in `mentions`)."""
-    return re.search(rf"<@!?{bot_id}>", content) is not None
+def is_own_role(role: discord.Role, me: discord.abc.User) -> bool:
+    """The managed role Discord gives the bot in each guild (autocomplete offers it for "@Kimi")."""
+    tags = role.tags
+    return tags is not None and tags.bot_id == me.id
+
+
+def mentions_me(message: discord.Message, me: discord.abc.User) -> bool:
+    """Mentioned by name (or by the ping a reply adds), or through the bot's own managed role."""
+    return (any(user.id == me.id for user in message.mentions)
+            or any(is_own_role(role, me) for role in message.role_mentions))
+
+
+def readable(message: discord.Message, me: discord.abc.User) -> str:
+    """The message as people read it: the bot's own mention removed, other users, roles and channels by name
+    (Kimi cannot look up `<#123>`), custom emoji as `:name:`, timestamps as dates."""
+    return readable_content(message.content, me, guild=message.guild,
+                            users={u.id: u.display_name for u in message.mentions})
+
+
+def readable_content(content: str, me: discord.abc.User, *, guild: discord.Guild | None,
+                     users: dict[int, str] | None = None) -> str:
+    users = users or {}
+
+    def user(match: re.Match[str]) -> str:
+        user_id = int(match.group(1))
+        if user_id == me.id:
+            return ""
+        member = guild.get_member(user_id) if guild is not None else None
+        name = users.get(user_id) or (member.display_name if member is not None else None)
+        return f"@{name}" if name else "@unknown-user"
+
+    def role(match: re.Match[str]) -> str:
+        found = guild.get_role(int(match.group(1))) if guild is not None else None
+        if found is not None and is_own_role(found, me):
+            return ""
+        return f"@{found.name}" if found is not None else "@unknown-role"
+
+    def channel(match: re.Match[str]) -> str:
+        found = guild.get_channel_or_thread(int(match.group(1))) if guild is not None else None
+        return f"#{found.name}" if found is not None else "#unknown-channel"
+
+    def when(match: re.Match[str]) -> str:
+        try:
+            return datetime.fromtimestamp(int(match.group(1)), UTC).strftime("%Y-%m-%d %H:%M UTC")
+        except (OverflowError, OSError, ValueError):
+            return match.group(0)
+
+    text = USER_REF.sub(user, content)
+    text = ROLE_REF.sub(role, text)
+    text = CHANNEL_REF.sub(channel, text)
+    text = EMOJI_REF.sub(lambda m: f":{m.group(1)}:", text)
+    text = TIME_REF.sub(when, text)
+    return re.sub(r"[ \t]{2,}", " ", text).strip()
 
 
 def thread_name(text: str, fallback: str = "Kimi") -> str:
@@ -102,9 +156,9 @@ def incoming(place: Place, *, message_id: int, author: discord.abc.User, text: s
     )
 
 
-def quoted(reference: discord.Message) -> str:
+def quoted(reference: discord.Message, me: discord.abc.User) -> str:
     """The message a user replied to when asking the bot about someone else's message."""
-    body = reference.content.strip()
+    body = readable(reference, me)
     if not body:
         return ""
     body = body if len(body) <= QUOTE_MAX else body[:QUOTE_MAX] + "…"

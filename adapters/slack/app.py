@@ -12,30 +12,34 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.app.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.backfill import ThreadReader
 from adapters.slack.commands import SlashCommands
-from adapters.slack.events import PLATFORM, SlackEvent, backfill_role, clean_text, ignore_reason, incoming, parse_event
+from adapters.slack.events import PLATFORM, SlackEvent, ignore_reason, incoming, parse_event, without_own_mention
 from adapters.slack.files import SlackFiles
+from adapters.slack.http_gate import MAX_BODY_BYTES, RequestGate
 from adapters.slack.limits import AllowanceRegistry, SlackLimits
-from adapters.slack.people import PeopleDirectory
+from adapters.slack.names import SlackNames
 from adapters.slack.resume import SlackResumer
 from adapters.slack.surface import SlackSurface
 from bot.access import AccessPolicy
 from bot.app import Services
+from bot.budget import TokenBucketBudget
 from bot.scheduler import Ticket
-from bot.types import BackfillItem, ConversationKey
+from bot.types import ConversationKey
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +60,12 @@ class SlackAdapter:
                                            AsyncServerErrorRetryHandler(max_retry_count=1)])
         self.write_client = AsyncWebClient(token=token, base_url=cfg.api_url)
         secret = cfg.signing_secret.get_secret_value() if cfg.signing_secret else None
-        self.app = AsyncApp(client=self.client, signing_secret=secret,
-                            request_verification_enabled=secret is not None)
+        # Bolt's loggers copy their level from the logger given here when they are made (from the root's
+        # otherwise), so this is what keeps its INFO lines (request bodies among them) out of the log.
+        self.app = AsyncApp(client=self.client, signing_secret=secret, request_verification_enabled=secret is not None,
+                            logger=logging.getLogger("slack_bolt"))
+        # HTTP mode needs the signing secret (runner.check_config); Socket Mode connections are authenticated.
+        self.gate = RequestGate(secret) if secret else None
         base = limits or SlackLimits()
         if cfg.rate_scale != 1.0:
             base = SlackLimits(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
@@ -70,10 +78,17 @@ class SlackAdapter:
         self.draining = False
         self.resumer = SlackResumer(self)
         self.commands = SlashCommands(self)
-        self.people = PeopleDirectory(self.client, lambda team: self.allowances.for_team(team).user_lookup)
+        self.names = SlackNames(self.client, self._lookup_budgets)
+        self.reader = ThreadReader(client=self.client, engine=services.engine, store=services.store, names=self.names,
+                                   budget=lambda team: self.allowances.for_team(team).replies,
+                                   limit=cfg.backfill_limit)
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
         self.app.command(cfg.slash_command)(self._on_command)
+
+    def _lookup_budgets(self, team: str) -> tuple[TokenBucketBudget, TokenBucketBudget]:
+        allowances = self.allowances.for_team(team)
+        return allowances.user_lookup, allowances.channel_lookup
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -115,16 +130,25 @@ class SlackAdapter:
             self._session = None
 
     def web_app(self, path: str = "/slack/events") -> web.Application:
-        """HTTP mode: Bolt's request verification on `path`, and /healthz for load balancers."""
+        """HTTP mode: requests checked by the gate (adapters/slack/http_gate.py), then by Bolt, on `path`; and
+        /healthz for load balancers."""
         async def events(request: web.Request) -> web.StreamResponse:
-            return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
+            if self.gate is None:
+                return web.json_response({"ok": False, "error": "no signing secret configured"}, status=401)
+            admitted = await self.gate.admit(request)
+            if isinstance(admitted, web.Response):
+                return admitted
+            bolt_request = AsyncBoltRequest(body=admitted.body, query=request.query_string,
+                                            headers=dict(request.headers))
+            return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
 
         async def healthz(request: web.Request) -> web.Response:
             # Draining: a load balancer stops sending here, while events that still arrive are stored for others.
             body = {"ok": not self.draining, "draining": self.draining, "answers_in_flight": len(self._tasks)}
             return web.json_response(body, status=503 if self.draining else 200)
 
-        application = web.Application()
+        # The gate answers 413 itself; aiohttp's own limit is only the backstop for bodies without a length.
+        application = web.Application(client_max_size=MAX_BODY_BYTES)
         application.add_routes([web.post(path, events), web.get("/healthz", healthz)])
         return application
 
@@ -150,9 +174,9 @@ class SlackAdapter:
         if reason is not None:
             log.debug("slack event ignored", extra={"reason": reason})
             return
+        # A mention arrives as app_mention and as message (when subscribed to both); either may come alone (an
+        # install without app_mention, a lost delivery). Both are handled: the shared channel:ts key answers once.
         ev = parse_event(body, event, context.bot_user_id)
-        if ev.kind == "message" and ev.mentioned and not ev.is_dm:
-            return  # the app_mention delivery of the same message answers it
         scopes = getattr(context.authorize_result, "bot_scopes", None) if context.authorize_result else None
         # The queue place is taken here, in delivery order, before the task's first await.
         ticket = self.services.engine.reserve(ConversationKey(PLATFORM, ev.team, ev.channel, ev.key_thread))
@@ -177,13 +201,16 @@ class SlackAdapter:
                     thread = other.thread
                     engine.release(ticket)
                     ticket = engine.reserve(ConversationKey(PLATFORM, ev.team, ev.channel, thread))
-            elif ev.mentioned and ev.in_thread and not ev.is_dm:
-                await self._backfill_once(ev, bot_user_id, bot_id)
-            attachments = await self.files().attachments(ev.files, scopes) if ev.files else ()
+            text = await self.names.readable(ev.team, without_own_mention(ev.text, bot_user_id))
             reply_thread = ev.reply_thread(self.config.reply_in)
-            message = incoming(ev, thread=thread, bot_user_id=bot_user_id, attachments=attachments,
-                               user_name=await self.people.name(ev.team, ev.user),
+            message = incoming(ev, thread=thread, text=text, user_name=await self.names.user(ev.team, ev.user),
                                reply=self.reply_address(ev.team, ev.channel, reply_thread, ev.user))
+            notes: tuple[str, ...] = ()
+            if ev.mentioned and ev.in_thread and not ev.is_dm and self.access.check(message).allowed:
+                note = await self.reader.read_once(ev, bot_user_id, bot_id)
+                notes = (note,) if note else ()
+            attachments = await self.files().attachments(ev.files, scopes) if ev.files else ()
+            message = replace(message, attachments=attachments, notes=notes)
             surface = self.surface(ev.team, ev.channel, reply_thread, ev.user)
             try:
                 await engine.handle(message, surface, access=self.access, command_prefix="!", ticket=ticket)
@@ -191,38 +218,6 @@ class SlackAdapter:
                 surface.release()
         finally:
             engine.release(ticket)
-
-    async def _backfill_once(self, ev: SlackEvent, bot_user_id: str | None, bot_id: str | None) -> None:
-        key = ConversationKey(PLATFORM, ev.team, ev.channel, ev.key_thread)
-        engine = self.services.engine
-        if await engine.has_history(key):
-            return
-        # Its own claim: retries, the twin delivery and other replicas never read the thread again.
-        if not await self.services.store.claim_event(PLATFORM, (f"backfill:{ev.channel}:{ev.thread_ts}",)):
-            return
-        try:
-            response = await self.client.conversations_replies(channel=ev.channel, ts=ev.thread_ts or ev.ts,
-                                                               limit=self.config.backfill_limit)
-        except SlackApiError as error:
-            log.warning("thread backfill failed", extra={"error": error.response.get("error")})
-            return
-        items: list[BackfillItem] = []
-        for m in response.get("messages") or []:
-            if not isinstance(m, dict) or float(m.get("ts") or 0) >= float(ev.ts):
-                continue
-            if str(m.get("subtype") or "") not in ("", "file_share", "thread_broadcast", "bot_message"):
-                continue
-            text = clean_text(str(m.get("text") or ""), bot_user_id)
-            role = backfill_role(m, bot_user_id=bot_user_id, bot_id=bot_id)
-            if role == "user" and m.get("files"):
-                names = ", ".join(str(f.get("name") or "file") for f in m["files"] if isinstance(f, dict))
-                text = f"{text}\n[shared files: {names}]".strip()
-            author = str(m.get("user") or m.get("username") or "")
-            if role == "user" and author:
-                text = f"<@{author}>: {text}"
-            items.append(BackfillItem(role=role, text=text, message_id=str(m.get("ts")), author=author))
-        stored = await engine.backfill(key, items)
-        log.info("thread backfilled", extra={"messages": stored})
 
     # -- slash command ----------------------------------------------------------------------------------
 

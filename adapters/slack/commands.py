@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 
+from adapters.slack.errors import error_code
 from adapters.slack.events import PLATFORM
 from adapters.slack.render import escape
-from adapters.slack.surface import error_code
 from bot.budget import UnlimitedBudget
 from bot.commands import command_from_words
 from bot.types import IncomingMessage

@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.slack.render import unescape
 from bot.types import IncomingAttachment, IncomingMessage
 
 PLATFORM = "slack"
@@ -80,12 +79,10 @@ def mention_pattern(bot_user_id: str | None) -> re.Pattern[str] | None:
     return re.compile(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>\s*") if bot_user_id else None
 
 
-def clean_text(text: str, bot_user_id: str | None) -> str:
-    """Drop the bot's own mention and Slack's escapes; other mentions stay as Slack wrote them."""
+def without_own_mention(text: str, bot_user_id: str | None) -> str:
+    """Drop the bot's own mention; other references are turned into names by adapters/slack/names.py."""
     pattern = mention_pattern(bot_user_id)
-    if pattern is not None:
-        text = pattern.sub("", text)
-    return unescape(text).strip()
+    return (pattern.sub("", text) if pattern is not None else text).strip()
 
 
 def parse_event(body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None) -> SlackEvent:
@@ -108,13 +105,14 @@ def parse_event(body: dict[str, Any], event: dict[str, Any], bot_user_id: str | 
     )
 
 
-def incoming(ev: SlackEvent, *, thread: str, bot_user_id: str | None,
-             attachments: tuple[IncomingAttachment, ...] = (), user_name: str = "",
-             reply: dict[str, Any] | None = None) -> IncomingMessage:
+def incoming(ev: SlackEvent, *, thread: str, text: str, attachments: tuple[IncomingAttachment, ...] = (),
+             user_name: str = "", reply: dict[str, Any] | None = None,
+             notes: tuple[str, ...] = ()) -> IncomingMessage:
+    """`text`: the message as people read it (own mention removed, references by name)."""
     return IncomingMessage(
         platform=PLATFORM, workspace=ev.team, channel=ev.channel, thread=thread, message_id=ev.ts,
-        user=ev.user, text=clean_text(ev.text, bot_user_id), attachments=attachments, mentioned=ev.mentioned,
-        is_dm=ev.is_dm, user_name=user_name or ev.user, dedupe_keys=ev.dedupe_keys, reply=reply or {},
+        user=ev.user, text=text, attachments=attachments, mentioned=ev.mentioned, is_dm=ev.is_dm,
+        user_name=user_name or ev.user, dedupe_keys=ev.dedupe_keys, reply=reply or {}, notes=notes,
     )
 
 

@@ -17,6 +17,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.errors import error_code
 from bot.attachments import AttachmentError
 from bot.types import IncomingAttachment
 
@@ -93,8 +94,8 @@ class SlackFiles:
             full = response.get("file")
             return full if isinstance(full, dict) else stub
         except SlackApiError as error:
-            log.info("files.info failed", extra={"error": error.response.get("error")})
-            return {**stub, "_error": str(error.response.get("error") or "error")}
+            log.info("files.info failed", extra={"error": error_code(error)})
+            return {**stub, "_error": error_code(error)}
 
     def _attachment(self, file: dict[str, Any], scopes: frozenset[str] | None) -> IncomingAttachment:
         name = str(file.get("name") or file.get("title") or file.get("id") or "file")

@@ -42,8 +42,11 @@ class SlackLimits:
     stream_append: Allowance = Allowance(100, 10, reserve=3)
     post_per_channel: Allowance = Allowance(60, 3, reserve=1)
     status: Allowance = Allowance(50, 5)
-    # Reads the adapter makes per event: users.info for display names (Tier 4).
+    # Reads the adapter makes per event: users.info (Tier 4) and conversations.info (Tier 3) for names.
     user_lookup: Allowance = Allowance(100, 10)
+    channel_lookup: Allowance = Allowance(50, 5)
+    # conversations.replies (Tier 3) when the bot is first mentioned in a thread.
+    replies: Allowance = Allowance(50, 5)
     margin: float = 0.9
     # 60 makes one real second count as one Slack minute (tests and benchmarks against a time-scaled fake).
     time_scale: float = 1.0
@@ -75,6 +78,8 @@ class Allowances:
         self.append = limits.budget(limits.stream_append)
         self.status = limits.budget(limits.status)
         self.user_lookup = limits.budget(limits.user_lookup)
+        self.channel_lookup = limits.budget(limits.channel_lookup)
+        self.replies = limits.budget(limits.replies)
         self._posts: dict[str, TokenBucketBudget] = {}
         self.edit_streams = 0  # answers showing partial text that will finish with chat.update
         self.native_streams = 0  # answers showing partial text that will finish with chat.appendStream

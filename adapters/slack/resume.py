@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 
-from adapters.slack.surface import SlackSurface, error_code
+from adapters.slack.errors import error_code
+from adapters.slack.surface import SlackSurface
 from bot.types import IncomingAttachment, ResumedTurn
 
 if TYPE_CHECKING:

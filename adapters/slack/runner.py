@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.app import SlackAdapter
+from adapters.slack.errors import error_code
 from adapters.slack.events import PLATFORM
 from adapters.slack.limits import SlackLimits
 from bot.app import Services
@@ -37,7 +38,7 @@ async def preflight(adapter: SlackAdapter) -> None:
     try:
         await adapter.client.auth_test()
     except SlackApiError as error:
-        raise ConfigError(f"slack.bot_token: Slack refused it ({error.response.get('error')}); "
+        raise ConfigError(f"slack.bot_token: Slack refused it ({error_code(error)}); "
                           "check SLACK_BOT_TOKEN (xoxb-...)") from None
     except aiohttp.ClientError as error:
         raise ConfigError(f"slack.api_url: cannot reach Slack at {cfg.api_url} ({type(error).__name__})") from None
@@ -47,7 +48,7 @@ async def preflight(adapter: SlackAdapter) -> None:
         await AsyncWebClient(base_url=cfg.api_url).apps_connections_open(
             app_token=cfg.app_token.get_secret_value())
     except SlackApiError as error:
-        raise ConfigError(f"slack.app_token: Slack refused it ({error.response.get('error')}); check "
+        raise ConfigError(f"slack.app_token: Slack refused it ({error_code(error)}); check "
                           "SLACK_APP_TOKEN (xapp-..., with the connections:write scope)") from None
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.errors import error_code, retry_after_of
 from adapters.slack.limits import Allowances
 from adapters.slack.render import message_fields
 from bot.budget import TokenBucketBudget
@@ -32,25 +33,6 @@ from bot.types import PublishOptions, RateLimited
 log = logging.getLogger(__name__)
 
 _POLL = 0.25
-
-
-def retry_after_of(error: SlackApiError) -> float | None:
-    """Retry-After seconds when `error` is a 429, else None."""
-    response = error.response
-    if getattr(response, "status_code", None) != 429:
-        return None
-    headers = {k.lower(): v for k, v in (getattr(response, "headers", None) or {}).items()}
-    try:
-        return float(headers.get("retry-after", 1))
-    except (TypeError, ValueError):
-        return 1.0
-
-
-def error_code(error: SlackApiError) -> str:
-    try:
-        return str(error.response.get("error") or "")
-    except Exception:
-        return ""
 
 
 class _PostGate:

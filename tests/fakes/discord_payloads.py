@@ -156,11 +156,12 @@ def guild_create_payload(
                 "color": 0,
                 "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
                 "hoist": False,
-                "managed": False,
+                "managed": r.bot_id is not None,
                 "mentionable": False,
                 "icon": None,
                 "unicode_emoji": None,
                 "flags": 0,
+                **({"tags": {"bot_id": str(r.bot_id)}} if r.bot_id is not None else {}),
             }
             for r in guild.roles
         ],

@@ -108,6 +108,8 @@ class FakeRole:
     name: str
     permissions: str = EVERYONE_PERMISSIONS
     position: int = 0
+    # A bot's own role, made by Discord when the bot joins a guild: managed, tagged with the bot's id.
+    bot_id: int | None = None
 
 
 @dataclass
@@ -274,9 +276,15 @@ class DiscordWorld:
         guild = FakeGuild(id=self.ids.next(shard=shard), name=name, owner_id=owner.id)
         guild.roles.append(FakeRole(id=guild.id, name="@everyone"))
         self.guilds[guild.id] = guild
-        for user in (self.bot, owner):
-            self.add_member(guild.id, user)
+        # Discord gives an invited bot a managed role of its own name; autocomplete offers it for "@Kimi".
+        managed = FakeRole(id=self.ids.next(), name=self.bot.username, position=1, bot_id=self.bot.id)
+        guild.roles.append(managed)
+        self.add_member(guild.id, self.bot, roles=[managed.id])
+        self.add_member(guild.id, owner)
         return guild
+
+    def bot_role(self, guild_id: int) -> FakeRole:
+        return next(r for r in self.guilds[guild_id].roles if r.bot_id == self.bot.id)
 
     def add_member(self, guild_id: int, user: FakeUser, *, roles: list[int] | None = None) -> FakeMember:
         member = FakeMember(user=user, joined_at=self.clock.utcnow(), roles=list(roles or []))

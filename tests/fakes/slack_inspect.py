@@ -28,12 +28,14 @@ class SlackInspection:
         status: int = 200,
         retry_after: int | None = None,
         times: int = 1,
+        raw_body: str | None = None,
     ) -> None:
-        """Fail the next `times` calls to `method` (status 429 defaults to ratelimited, Retry-After 1)."""
+        """Fail the next `times` calls to `method` (status 429 defaults to ratelimited, Retry-After 1);
+        `raw_body` answers with that text (HTML) instead of Slack's JSON."""
         if status == 429:
             error = error or "ratelimited"
             retry_after = 1 if retry_after is None else retry_after
-        self.web.fail_next(method, error or "internal_error", status, retry_after, times)
+        self.web.fail_next(method, error or "internal_error", status, retry_after, times, raw_body)
 
     @property
     def rate_limited_count(self) -> int:

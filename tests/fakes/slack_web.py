@@ -62,6 +62,8 @@ class Fault:
     error: str
     status: int
     retry_after: int | None
+    # Not JSON at all: what a proxy, a load balancer or an outage page answers instead of Slack.
+    raw_body: str | None = None
 
 
 @dataclass(slots=True)
@@ -129,10 +131,11 @@ class WebApi:
         self.listeners: list[ChangeListener] = []
         self.root = ""  # "http://127.0.0.1:PORT/", set once the server is listening
 
-    def fail_next(self, method: str, error: str, status: int, retry_after: int | None, times: int) -> None:
+    def fail_next(self, method: str, error: str, status: int, retry_after: int | None, times: int,
+                  raw_body: str | None = None) -> None:
         queue = self._faults.setdefault(method, deque())
         for _ in range(times):
-            queue.append(Fault(error, status, retry_after))
+            queue.append(Fault(error, status, retry_after, raw_body))
 
     def notify(self, kind: str, msg: Message, before: Message | None = None) -> None:
         for listener in self.listeners:
@@ -191,6 +194,9 @@ class WebApi:
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
             body = {"ok": False, "error": fault.error}
             self._log(method, params, fault.status, body, ws, injected=True)
+            if fault.raw_body is not None:
+                return web.Response(text=fault.raw_body, status=fault.status, content_type="text/html",
+                                    headers=headers)
             return self._reply(body, fault.status, headers)
 
         if not token:
