@@ -17,6 +17,7 @@ from typing import Any
 from bot.attachments import AttachmentProcessor, with_file_texts
 from bot.config import Config
 from bot.context import BuiltContext, ContextBuilder, render_system_prompt
+from bot.conversation_lease import ConversationLeases
 from bot.intake import persist
 from bot.kimi import ChatRequest, Completion, KimiClient, KimiError, ToolCall
 from bot.publisher import StreamPublisher
@@ -107,9 +108,11 @@ class _Recorder:
 
 class Answer:
     def __init__(self, *, config: Config, store: Store, kimi: KimiClient, tools: ToolRegistry,
-                 attachments: AttachmentProcessor, summarizer: Summarizer, clock: Callable[[], datetime]) -> None:
+                 attachments: AttachmentProcessor, summarizer: Summarizer, leases: ConversationLeases,
+                 clock: Callable[[], datetime]) -> None:
         self.config = config
         self.store = store
+        self._leases = leases
         self._kimi = kimi
         self._tools = tools
         self._attachments = attachments
@@ -151,6 +154,10 @@ class Answer:
     async def _answer(self, attempt: _Attempt) -> TurnOutcome:
         work, publisher = attempt.work, attempt.publisher
         message, turn = work.message, work.turn
+        async def waiting() -> None:
+            publisher.set_status("Waiting for the previous answer…")
+
+        await self._leases.acquire(turn.conversation_id, waiting=waiting)
         conversation = await self.store.get_conversation_by_id(turn.conversation_id)
         if conversation is None:
             raise LookupError(f"conversation {turn.conversation_id} of turn {turn.id} is gone")

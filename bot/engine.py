@@ -20,6 +20,7 @@ from bot.attachments import AttachmentProcessor
 from bot.commands import Command, CommandHandler, parse_command
 from bot.config import Config
 from bot.context import utc_now
+from bot.conversation_lease import ConversationLeases
 from bot.intake import Intake, IntakeLost
 from bot.kimi import Completion, KimiClient
 from bot.replica import Replica
@@ -58,8 +59,10 @@ class Engine:
         self.replica = replica or Replica.here()
         self._scheduler = scheduler or TurnScheduler(config.bot.busy_policy, config.bot.max_queued)
         attachments = AttachmentProcessor(store=store, kimi=kimi, images=config.images, context=config.context)
+        self._leases = ConversationLeases(store, self.replica, config.turns, clock)
         self._answer = Answer(config=config, store=store, kimi=kimi, tools=tools, attachments=attachments,
-                              summarizer=Summarizer(kimi, store, self._record_usage), clock=clock)
+                              summarizer=Summarizer(kimi, store, self._record_usage), leases=self._leases,
+                              clock=clock)
         self._commands = CommandHandler(config=config, store=store, kimi=kimi, scheduler=self._scheduler)
         self._intake = Intake(store, config.turns, self.replica)
         self._works: dict[int, TurnWork] = {}
@@ -134,10 +137,19 @@ class Engine:
             outcome = await self._scheduler.run(ticket, lambda: self._answer.run(work))
         finally:
             self._works.pop(work.turn.id, None)
+            if work.started and not self._scheduler.waiting(work.message.key) and not self.draining:
+                # Nothing more to answer here in this process: other replicas may answer in it now.
+                await self._bookkeep_release(work.turn.conversation_id)
         if outcome is None and not work.interruption and not self.draining and not work.started:
             # Stopped while it waited in the queue: it will never be answered.
             await self._intake.finish(work.turn.id, TurnState.STOPPED)
         return outcome
+
+    async def _bookkeep_release(self, conversation_id: int) -> None:
+        try:
+            await self._leases.release(conversation_id)
+        except Exception:  # it runs out by itself
+            log.exception("releasing a conversation lease failed")
 
     async def run_command(self, message: IncomingMessage, command: Command, surface: ReplySurface, *,
                           access: AccessPolicy = ALLOW_ALL, prefix: str = "!") -> TurnOutcome:

@@ -69,6 +69,13 @@ class TurnScheduler:
         if slot.running is None and slot.queue:
             slot.queue[0].ready.set()
 
+    def waiting(self, key: ConversationKey) -> int:
+        """Tickets of the conversation not running now."""
+        slot = self._slots.get(key)
+        if slot is None:
+            return 0
+        return len(slot.queue) - (1 if slot.running is not None else 0)
+
     def busy(self, key: ConversationKey) -> bool:
         slot = self._slots.get(key)
         return slot is not None and (slot.running is not None or bool(slot.queue))

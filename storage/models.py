@@ -91,6 +91,9 @@ class ConversationRow(Base):
     summary: Mapped[str | None] = mapped_column(Text)
     summary_upto_seq: Mapped[int] = mapped_column(Integer, default=0)
     reset_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # Which process answers in this conversation until when: one at a time across replicas (bot/engine.py).
+    lease_owner: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

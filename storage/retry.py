@@ -94,6 +94,21 @@ def retrying_methods(cls: type[T]) -> type[T]:
 def _wrap(method: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(method)
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return await call_with_retry(lambda: method(self, *args, **kwargs), policy=self.retry_policy, what=name)
+        # Shielded: a caller cancelled mid-statement (a user's stop, a shutdown) must not cut the transaction
+        # off half-way; an abandoned aiosqlite connection can keep SQLite's write lock for every other writer.
+        operation = asyncio.ensure_future(
+            call_with_retry(lambda: method(self, *args, **kwargs), policy=self.retry_policy, what=name))
+        try:
+            return await asyncio.shield(operation)
+        except asyncio.CancelledError:
+            operation.add_done_callback(_settled)
+            raise
 
     return wrapper
+
+
+def _settled(operation: asyncio.Future[Any]) -> None:
+    """An operation whose caller left: it finished on its own; its outcome is noted, never lost in a task."""
+    if not operation.cancelled() and operation.exception() is not None:
+        log.warning("database operation failed after its caller left",
+                    extra={"error": type(operation.exception()).__name__})

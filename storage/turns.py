@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from bot.types import ConversationKey
 from storage.base import StoreBase
@@ -139,23 +139,55 @@ class TurnOps(MessageOps, StoreBase):
             await session.commit()
 
     async def renew_leases(self, owner: str, until: datetime) -> int:
-        """Extend every unfinished turn this process holds (one statement per heartbeat)."""
+        """Extend every unfinished turn and every conversation this process holds (one heartbeat)."""
         async with self._sessions() as session:
             result = await session.execute(
                 update(TurnRow).where(TurnRow.lease_owner == owner, TurnRow.state.in_(UNFINISHED))
                 .values(lease_until=until))
+            await session.execute(update(ConversationRow).where(ConversationRow.lease_owner == owner)
+                                  .values(lease_until=until))
             await session.commit()
             return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def release_leases(self, owner: str, turn_ids: Sequence[int] | None = None) -> int:
-        """Let go of unfinished turns (all, or `turn_ids`) so any process resumes them at its next sweep."""
+        """Let go of unfinished turns (all, or `turn_ids`) so any process resumes them at its next sweep; letting
+        go of all of them lets go of this process's conversations too."""
         stmt = update(TurnRow).where(TurnRow.lease_owner == owner, TurnRow.state.in_(UNFINISHED))
         if turn_ids is not None:
             stmt = stmt.where(TurnRow.id.in_(list(turn_ids)))
         async with self._sessions() as session:
             result = await session.execute(stmt.values(lease_owner=None, lease_until=None, updated_at=utcnow()))
+            if turn_ids is None:
+                await session.execute(update(ConversationRow).where(ConversationRow.lease_owner == owner)
+                                      .values(lease_owner=None, lease_until=None))
             await session.commit()
             return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def lease_conversation(self, conversation_id: int, owner: str, until: datetime, *,
+                                 dead_owner: str | None = None) -> str | None:
+        """Hold the conversation for answering; None when taken, else the holder that keeps it. A free or
+        expired lease is taken, and so is one held by `dead_owner` (a holder known to be gone)."""
+        now = utcnow()
+        free = or_(ConversationRow.lease_owner.is_(None), ConversationRow.lease_owner == owner,
+                   ConversationRow.lease_until < now)
+        if dead_owner is not None:
+            free = or_(free, ConversationRow.lease_owner == dead_owner)
+        async with self._sessions() as session:
+            result = await session.execute(
+                update(ConversationRow).where(ConversationRow.id == conversation_id, free)
+                .values(lease_owner=owner, lease_until=until))
+            holder = None if result.rowcount == 1 else await session.scalar(  # type: ignore[attr-defined]
+                select(ConversationRow.lease_owner).where(ConversationRow.id == conversation_id))
+            await session.commit()
+            return holder
+
+    async def release_conversation(self, conversation_id: int, owner: str) -> None:
+        async with self._sessions() as session:
+            await session.execute(
+                update(ConversationRow).where(ConversationRow.id == conversation_id,
+                                              ConversationRow.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None))
+            await session.commit()
 
     async def unfinished_turns(self, platforms: Sequence[str], *, not_owned_by: str,
                                limit: int = 200) -> list[StoredTurn]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -13,6 +14,7 @@ from tests.fakes.discord import FakeDiscord, FakeFile
 from tests.fakes.kimi import FakeKimi
 from tests.fakes.kimi_responder import long_text
 from tests.fixtures.discord import discord_fake
+from tests.fixtures.screenshots import Shot
 
 __all__ = ["discord_fake"]
 
@@ -234,3 +236,20 @@ async def test_users_roles_and_channels_reach_kimi_by_name(discord_fake: FakeDis
         await turns(client, 1)
     assert last_user_text(kimi) == ("what did @bob ask @oncall about in #general at 2023-11-14 22:13 UTC? "
                                     ":party:")
+
+
+@pytest.mark.parametrize("name", ["png-180k", "jpeg-730k", "png-4.3m", "png-8m"])
+async def test_real_size_screenshots_arrive_whole_from_the_cdn(discord_fake: FakeDiscord, kimi: FakeKimi,
+                                                               store: Store, screenshots: Callable[[str], Shot],
+                                                               name: str) -> None:
+    fake = discord_fake
+    shot = screenshots(name)
+    services = make_services(fake, kimi, store)
+    async with running_bot(services, fake) as client:
+        await fake.dispatch_message(content=f"{fake.bot_user.mention} what is wrong here?", attachments=[
+            FakeFile(f"Screenshot{shot.suffix}", shot.data, shot.mime, shot.width, shot.height)])
+        await turns(client, 1)
+    scale = min(1.0, 2048 / max(shot.width, shot.height))
+    (thread,) = fake.threads_created
+    (answer,) = texts(fake.bot_messages(thread.thread_id))
+    assert answer.startswith(f"I see 1 image: {round(shot.width * scale)}x{round(shot.height * scale)} ")

@@ -18,6 +18,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.answer import INTERNAL_ERROR
+from bot.types import ConversationKey
+from storage.retry import RetryPolicy
 from storage.store import Store
 from tests.fakes.kimi import FakeKimi
 from tests.fakes.tcp_proxy import TcpProxy
@@ -152,3 +154,22 @@ async def test_postgresql_unreachable_for_ten_seconds(kimi: FakeKimi, db_url: st
             await h.engine.shutdown()
             await h.client.aclose()
             await store.close()
+
+
+async def test_cancelled_writes_leave_no_lock_behind(db_url: str) -> None:
+    """A user's stop or a shutdown cancels answers mid-write; the transaction must still end cleanly, or an
+    abandoned SQLite connection keeps the write lock and every later write waits out the busy timeout."""
+    store = await Store.open(db_url, retry=RetryPolicy(window=1.0))
+    try:
+        conversation = await store.get_or_create_conversation(ConversationKey("test", "W", "C", "t"))
+        for i in range(150):
+            write = asyncio.create_task(store.add_message(conversation.id, role="user", text=f"cut {i}"))
+            await asyncio.sleep(0.001 * (i % 4))
+            write.cancel()
+        started = time.monotonic()
+        await store.add_message(conversation.id, role="user", text="after the cancellations")
+        assert time.monotonic() - started < 4  # not a busy timeout (5 s) waited out
+        texts = [m.text for m in await store.history(conversation.id)]
+        assert texts[-1] == "after the cancellations"
+    finally:
+        await store.close()

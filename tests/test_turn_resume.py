@@ -213,3 +213,22 @@ async def stored_turns(store: Store) -> list[StoredTurn]:
     turns = [await store.get_turn(i) for i in rows]
     del turn_from_row
     return [t for t in turns if t is not None]
+
+
+async def test_two_replicas_never_answer_in_one_conversation_at_once(kimi: FakeKimi, store: Store,
+                                                                     second_store: Store) -> None:
+    """A load balancer sends two messages of one thread to two processes: each answer reads its own question."""
+    first, second = await build_harness(kimi, store, host="a"), await build_harness(kimi, second_store, host="b")
+    kimi.tokens_per_second = 50
+    try:
+        surfaces = [first.surface(), second.surface()]
+        asked = [first.engine.handle(first.message("first question"), surfaces[0]),
+                 second.engine.handle(second.message("second question", message_id="other"), surfaces[1])]
+        outcomes = await asyncio.gather(*asked)
+        assert sorted(o.text for o in outcomes) == ["Echo: first question", "Echo: second question"]
+        started = sorted(kimi.stream_marks, key=lambda m: m[1]["first_content"])
+        assert started[0][1]["last_content"] <= started[1][1]["first_content"]  # one after the other
+    finally:
+        for h in (first, second):
+            await h.engine.shutdown()
+            await h.client.aclose()

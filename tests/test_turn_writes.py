@@ -27,9 +27,10 @@ async def test_writes_per_turn_do_not_grow_with_the_answer(harness: Harness) -> 
     outcome, _ = await harness.ask("[[len=8000]] long answer")
     long = len(statements)
     continuations = len(outcome.message_ids) - 1
-    # The durable turn (bot/engine.py): dedupe keys and turn, question and answer rows with the turn's state,
-    # the posted message's id, a usage row, the final answer with the turn's end, two message links.
-    assert short <= 11
+    # The durable turn (bot/engine.py): dedupe keys and turn, the conversation's lease taken and let go,
+    # question and answer rows with the turn's state, the posted message's id, a usage row, the final answer
+    # with the turn's end, two message links.
+    assert short <= 13
     # Per continuation message: its id on the turn and its link; never anything per token.
     assert continuations >= 1 and long <= short + 2 * continuations
     assert len(harness.kimi.stream_marks[-1][0]) >= 8000

@@ -25,6 +25,7 @@ from adapters.discord.commands import KimiGroup, SlashHandler
 from adapters.discord.events import MessageRouter
 from adapters.discord.resume import DiscordResumer
 from adapters.discord.surface import ChannelBudgets
+from adapters.downloads import Downloads
 from bot.access import AccessPolicy
 from bot.app import Services
 from bot.config import DiscordConfig
@@ -65,6 +66,21 @@ def discord_endpoints(api_url: str, gateway_url: str) -> Iterator[None]:
         route.BASE, socket.DEFAULT_GATEWAY = saved
 
 
+def well_formed_interaction(data: Any) -> bool:
+    """An application command interaction's `data` as Discord documents it: a name, options as a tree."""
+    if not isinstance(data, dict) or data.get("type") != 2:
+        return True  # not an application command: discord.py reads the rest defensively enough
+    command = data.get("data")
+
+    def options_ok(options: Any, depth: int = 0) -> bool:
+        return depth < 4 and isinstance(options, list) and all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) and options_ok(o.get("options", []), depth + 1)
+            for o in options)
+
+    return (isinstance(command, dict) and isinstance(command.get("name"), str)
+            and options_ok(command.get("options", [])) and isinstance(command.get("resolved", {}), dict))
+
+
 class KimiDiscordClient(discord.AutoShardedClient):
     def __init__(self, services: Services, *, guild_ready_timeout: float = 2.0, identify_delay: float = 5.0,
                  clock: Callable[[], datetime] = discord.utils.utcnow, **options: Any) -> None:
@@ -80,15 +96,17 @@ class KimiDiscordClient(discord.AutoShardedClient):
         self._identify_delay = identify_delay
         access = AccessPolicy(config.access)
         self.budgets = ChannelBudgets(limit=config.message_rate_limit, window=config.message_rate_window)
+        self.downloads = Downloads(source="Discord")
         self.router = MessageRouter(engine=services.engine, config=config, access=access, budgets=self.budgets,
-                                    partial_channel=self.get_partial_messageable)
+                                    downloads=self.downloads, partial_channel=self.get_partial_messageable)
         self.resumer = DiscordResumer(self)
         self.skipped_events = 0
         self._guard_parsers()
         handler = SlashHandler(engine=services.engine, access=access, budgets=self.budgets,
-                               group=config.command_name, clock=clock)
+                               group=config.command_name, downloads=self.downloads, clock=clock)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(KimiGroup(handler, name=config.command_name))
+        self.tree.error(self._on_command_error)
         self._turns: set[asyncio.Task[None]] = set()
         self.turns_finished = 0
         self._turn_done = asyncio.Condition()
@@ -116,6 +134,15 @@ class KimiDiscordClient(discord.AutoShardedClient):
 
         for event, parse in list(parsers.items()):
             parsers[event] = guard(event, parse)
+        # discord.py's command tree reads an application command's data without checking its shape, in a task
+        # of its own, where an error only ends up as "Task exception was never retrieved".
+        interaction = parsers.get("INTERACTION_CREATE")
+        if interaction is not None:
+            def checked(data: Any) -> None:
+                if not well_formed_interaction(data):
+                    raise ValueError("application command data of an unexpected shape")
+                interaction(data)
+            parsers["INTERACTION_CREATE"] = guard("INTERACTION_CREATE", checked)
 
     async def setup_hook(self) -> None:
         self.services.engine.register_resumer(conv.PLATFORM, self.resumer)
@@ -173,6 +200,20 @@ class KimiDiscordClient(discord.AutoShardedClient):
         self._turns.add(task)
         task.add_done_callback(self._turns.discard)
 
+    async def _on_command_error(self, interaction: discord.Interaction,
+                                error: app_commands.AppCommandError) -> None:
+        """A slash command that failed says so to its user (privately) instead of "did not respond"."""
+        log.error("slash command failed", extra={"interaction": interaction.id,
+                                                 "error": f"{type(error).__name__}: {error}"})
+        text = "Something went wrong on my side with this command. The error was logged; please try again."
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except (discord.HTTPException, ValueError, TypeError) as failed:
+            log.info("could not tell the user about a failed command", extra={"error": type(failed).__name__})
+
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         # discord.py's default prints the handler's arguments' repr paths; one record, no message content.
         log.exception("discord event handler failed", extra={"event": event_method})
@@ -209,4 +250,5 @@ class KimiDiscordClient(discord.AutoShardedClient):
             task.cancel()
         if turns:
             await asyncio.gather(*turns, return_exceptions=True)
+        await self.downloads.aclose()
         await super().close()

@@ -21,6 +21,7 @@ from discord import app_commands
 from adapters.discord import incoming as conv
 from adapters.discord.interaction_surface import InteractionSurface
 from adapters.discord.surface import ChannelBudgets
+from adapters.downloads import Downloads
 from bot.access import AccessPolicy
 from bot.commands import Command
 from bot.engine import Engine
@@ -35,8 +36,9 @@ class SlashHandler:
     """What each command does; the group below only declares the options Discord shows."""
 
     def __init__(self, *, engine: Engine, access: AccessPolicy, budgets: ChannelBudgets, group: str,
-                 clock: Callable[[], datetime] = discord.utils.utcnow) -> None:
+                 downloads: Downloads, clock: Callable[[], datetime] = discord.utils.utcnow) -> None:
         self._engine = engine
+        self._downloads = downloads
         self._access = access
         self._budgets = budgets
         self._prefix = f"/{group} "
@@ -68,7 +70,7 @@ class SlashHandler:
         return True
 
     async def ask(self, interaction: discord.Interaction, prompt: str, image: discord.Attachment | None) -> None:
-        files = (conv.attachment(image),) if image is not None else ()
+        files = (conv.attachment(image, self._downloads),) if image is not None else ()
         surface = InteractionSurface(interaction, self._budgets, clock=self._clock)
         message = self._message(interaction, prompt, files, reply=surface.address())
         if await self._refused(interaction, message):

@@ -19,6 +19,7 @@ import discord
 
 from adapters.discord import incoming as conv
 from adapters.discord.surface import ChannelBudgets, ChannelSurface, FixedTarget, ThreadFromMessage
+from adapters.downloads import Downloads
 from bot.access import AccessPolicy
 from bot.config import DiscordConfig
 from bot.engine import Engine
@@ -46,8 +47,9 @@ def _route(place: conv.Place, surface: ChannelSurface, message: discord.Message,
 
 class MessageRouter:
     def __init__(self, *, engine: Engine, config: DiscordConfig, access: AccessPolicy, budgets: ChannelBudgets,
-                 partial_channel: Callable[[int], discord.abc.Messageable] | None = None) -> None:
+                 downloads: Downloads, partial_channel: Callable[[int], discord.abc.Messageable] | None = None) -> None:
         self._engine = engine
+        self._downloads = downloads
         self._config = config
         self._access = access
         self._budgets = budgets
@@ -86,7 +88,7 @@ class MessageRouter:
             return None
         mentioned = conv.mentions_me(message, me)
         text = conv.readable(message, me)
-        attachments = tuple(conv.attachment(a) for a in message.attachments)
+        attachments = tuple(conv.attachment(a, self._downloads) for a in message.attachments)
         channel = message.channel
         if message.guild is None:
             surface = ChannelSurface(FixedTarget(channel, channel.id), self._budgets)
@@ -134,8 +136,7 @@ class MessageRouter:
             return None
         return await self._engine.conversation_of(conv.PLATFORM, str(reference.message_id))
 
-    @staticmethod
-    def _with_reference(message: discord.Message, me: discord.ClientUser, text: str,
+    def _with_reference(self, message: discord.Message, me: discord.ClientUser, text: str,
                         attachments: tuple[IncomingAttachment, ...]) -> tuple[str, tuple[IncomingAttachment, ...]]:
         """"@bot what is this?" as a reply to someone's screenshot: the replied-to message is the subject."""
         reference = message.reference
@@ -144,7 +145,7 @@ class MessageRouter:
             return text, attachments
         quote = conv.quoted(resolved, me)
         combined = f"{quote}\n\n{text}".strip() if quote else text
-        return combined, attachments + tuple(conv.attachment(a) for a in resolved.attachments)
+        return combined, attachments + tuple(conv.attachment(a, self._downloads) for a in resolved.attachments)
 
     async def _backfill(self, thread: discord.Thread, message: discord.Message, key: ConversationKey,
                         me: discord.ClientUser) -> None:

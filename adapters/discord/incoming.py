@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import discord
 
-from bot.attachments import AttachmentError
+from adapters.downloads import Downloads
 from bot.types import IncomingAttachment, IncomingMessage
 
 PLATFORM = "discord"
@@ -102,22 +100,10 @@ def thread_name(text: str, fallback: str = "Kimi") -> str:
     return first if len(first) <= THREAD_NAME_MAX else first[:THREAD_NAME_MAX - 1].rstrip() + "…"
 
 
-def attachment(item: discord.Attachment) -> IncomingAttachment:
+def attachment(item: discord.Attachment, downloads: Downloads) -> IncomingAttachment:
+    """A file on a message, fetched from its CDN link (to the end, bounded) only if it is going to be read."""
     return IncomingAttachment(filename=item.filename, mime=item.content_type, size=item.size,
-                              fetch=guarded(item.read), source=f"discord:{item.id}", ref=item.url)
-
-
-def guarded(read: Callable[[], Awaitable[bytes]]) -> Callable[[], Awaitable[bytes]]:
-    """A download whose failures become the sentence the user reads."""
-    async def fetch() -> bytes:
-        try:
-            return await read()
-        except discord.HTTPException as error:
-            raise AttachmentError(f"Discord did not let me download it (HTTP {error.status}).") from error
-        except (aiohttp.ClientError, TimeoutError) as error:
-            raise AttachmentError("I could not download it from Discord; please try again.") from error
-
-    return fetch
+                              fetch=lambda: downloads.get(item.url), source=f"discord:{item.id}", ref=item.url)
 
 
 def role_ids(author: discord.abc.User) -> frozenset[str]:

@@ -12,7 +12,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from adapters.discord import incoming as conv
 from adapters.discord.surface import ChannelSurface, FixedTarget, Target, ThreadFromMessage
 from bot.types import IncomingAttachment, ResumedTurn
 
@@ -48,7 +47,7 @@ class DiscordResumer:
             await surface.close()
 
     def attachments_for(self, turn: ResumedTurn) -> tuple[IncomingAttachment, ...]:
-        http = self._client.http
+        downloads = self._client.downloads
         found: list[IncomingAttachment] = []
         for item in turn.question.get("attachments") or ():
             if not isinstance(item, dict) or not item.get("ref"):
@@ -56,6 +55,5 @@ class DiscordResumer:
             url = str(item["ref"])
             found.append(IncomingAttachment(
                 filename=str(item.get("filename") or "file"), mime=item.get("mime"), size=item.get("size"),
-                fetch=conv.guarded(lambda url=url: http.get_from_cdn(url)), source=str(item.get("source") or ""),
-                ref=url))
+                fetch=lambda url=url: downloads.get(url), source=str(item.get("source") or ""), ref=url))
         return tuple(found)

@@ -186,7 +186,10 @@ class ChannelSurface:
     async def post(self, text: str) -> str:
         channel = await self._target.get()
         # Only the first message answers the user's message; continuations simply follow it.
-        reference = self._reply_to if self._target.replies and not self.posted else None
+        reply = self._reply_to if self._target.replies and not self.posted else None
+        # The user may have deleted their message meanwhile: then the answer goes out without the reply link
+        # (by default Discord refuses the whole message).
+        reference = reply.to_reference(fail_if_not_exists=False) if reply is not None else None
         await self._budgets.global_requests.acquire(final=True)
         sent = await call_discord(channel.send(text, reference=reference, mention_author=False,  # type: ignore[call-overload]
                                         allowed_mentions=NO_PINGS))

@@ -138,9 +138,12 @@ class SlackAdapter:
             admitted = await self.gate.admit(request)
             if isinstance(admitted, web.Response):
                 return admitted
-            bolt_request = AsyncBoltRequest(body=admitted.body, query=request.query_string,
-                                            headers=dict(request.headers))
-            return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
+            try:
+                bolt_request = AsyncBoltRequest(body=admitted.body, query=request.query_string,
+                                                headers=dict(request.headers))
+                return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
+            except Exception as error:  # Bolt reads fields by assumed types; a payload of other shapes is refused
+                return self.gate.refuse(request, 400, f"payload Bolt cannot read ({type(error).__name__})")
 
         async def healthz(request: web.Request) -> web.Response:
             # Draining: a load balancer stops sending here, while events that still arrive are stored for others.

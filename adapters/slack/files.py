@@ -3,7 +3,7 @@
 Slack answers a download it refuses with HTTP 200 and its HTML sign-in page (or a redirect to it), not an
 error status, so the download checks the content type and never follows redirects (which would also drop the
 Authorization header). The bot token goes only to Slack's own file hosts: a `url_private` elsewhere is refused.
-Bodies are read to the end in chunks (a screenshot arrives in many TCP reads), bounded by the size limit.
+Bodies are read to the end in chunks (adapters/downloads.py), bounded by the size limit.
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.downloads import MAX_DOWNLOAD_BYTES, read_body
 from adapters.slack.errors import error_code
 from bot.attachments import AttachmentError
 from bot.types import IncomingAttachment
 
 log = logging.getLogger(__name__)
 
-MAX_DOWNLOAD_BYTES = 30_000_000
-READ_CHUNK_BYTES = 64 * 1024
 # Where Slack serves `url_private` besides the API's own host (GovSlack's files live under slack-gov.com).
 SLACK_FILE_HOSTS = frozenset({"files.slack.com", "files.slack-gov.com"})
 
@@ -52,21 +51,6 @@ def token_may_go_to(url: str, api_url: str) -> bool:
     if target.scheme != "https" or target.port not in (None, 443):
         return False
     return host in SLACK_FILE_HOSTS or (api_host.count(".") >= 1 and host.endswith("." + api_host))
-
-
-async def read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The whole body, however many reads it arrives in; refused past `limit` before or while reading."""
-    declared = response.content_length
-    if declared is not None and declared > limit:
-        raise AttachmentError(f"it is larger than {limit // 1_000_000} MB.")
-    data = bytearray()
-    async for chunk in response.content.iter_chunked(READ_CHUNK_BYTES):
-        data += chunk
-        if len(data) > limit:
-            raise AttachmentError(f"it is larger than {limit // 1_000_000} MB.")
-    if declared is not None and len(data) != declared:
-        raise AttachmentError("the download from Slack ended early; please try again.")
-    return bytes(data)
 
 
 class SlackFiles:
@@ -147,8 +131,4 @@ class SlackFiles:
                                       else NOT_VISIBLE)
             if response.status != 200:
                 raise AttachmentError(f"Slack answered HTTP {response.status} when I downloaded it.")
-            try:
-                return await read_body(response, self._max_bytes)
-            except aiohttp.ClientPayloadError as error:
-                log.warning("file download cut off", extra={"error": type(error).__name__})
-                raise AttachmentError("the download from Slack ended early; please try again.") from error
+            return await read_body(response, self._max_bytes, source="Slack")

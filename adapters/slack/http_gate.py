@@ -48,28 +48,28 @@ class RequestGate:
         """The verified body as text, or the 4xx response to send instead."""
         declared = request.content_length
         if declared is not None and declared > MAX_BODY_BYTES:
-            return self._refuse(request, 413, "body too large", level=logging.WARNING, size=declared)
+            return self.refuse(request, 413, "body too large", level=logging.WARNING, size=declared)
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return self._refuse(request, 413, "body too large", level=logging.WARNING)
+            return self.refuse(request, 413, "body too large", level=logging.WARNING)
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
         signature = request.headers.get("X-Slack-Signature", "")
         if not timestamp.isdigit() or not signature:
-            return self._refuse(request, 401, "missing or malformed signature headers")
+            return self.refuse(request, 401, "missing or malformed signature headers")
         if abs(self._clock() - int(timestamp)) > STALE_AFTER:
-            return self._refuse(request, 401, "stale timestamp")
+            return self.refuse(request, 401, "stale timestamp")
         if not hmac.compare_digest(self._sign(timestamp, raw), signature.encode("ascii", "replace")):
-            return self._refuse(request, 401, "bad signature")
+            return self.refuse(request, 401, "bad signature")
         try:
             body = raw.decode("utf-8")
         except UnicodeDecodeError:
-            return self._refuse(request, 400, "body is not UTF-8")
+            return self.refuse(request, 400, "body is not UTF-8")
         if not _parses(body, request.content_type):
-            return self._refuse(request, 400, "body does not parse")
+            return self.refuse(request, 400, "body does not parse")
         return Admitted(body)
 
-    def _refuse(self, request: web.Request, status: int, reason: str, *, level: int = logging.INFO,
+    def refuse(self, request: web.Request, status: int, reason: str, *, level: int = logging.INFO,
                 size: int | None = None) -> web.Response:
         self.rejected[reason] += 1
         log.log(level, "slack request rejected", extra={

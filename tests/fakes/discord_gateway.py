@@ -289,7 +289,8 @@ class Gateway:
                 return None
             if event == "MESSAGE_CREATE":
                 # Tolerant of payloads a test deliberately breaks: the gateway forwards what it is given.
-                channel = self._world.channels.get(int(data.get("channel_id") or 0))
+                raw_channel = data.get("channel_id")
+                channel = self._world.channels.get(int(raw_channel)) if str(raw_channel).isdigit() else None
                 data = {**data, "channel_type": channel.type if channel else 0}  # gateway-only field
             if event != "MESSAGE_DELETE":
                 return visible_message(data, bot_id=self._world.bot.id, intents=session.intents)

@@ -6,6 +6,7 @@ authenticate, rate-limit, then handle. It parses JSON and multipart bodies once,
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -20,6 +21,9 @@ from tests.fakes.discord_ratelimit import RateLimiter
 from tests.fakes.discord_state import DiscordWorld, FakeClock, FakeFile
 
 API_PREFIX = "/api/v10"
+# How the fake CDN sends files: many small writes with pauses, as a real CDN's TCP stream arrives.
+CDN_CHUNK_BYTES = 16 * 1024
+CDN_CHUNK_DELAY = 0.0005
 COMMAND_NAME = re.compile(r"^[-_\w]{1,32}$")
 MAJOR_PARAMETERS = ("channel_id", "guild_id", "webhook_id", "webhook_token")
 # The parsed request body and uploads, stored on the request by the front door for the handlers.
@@ -295,9 +299,20 @@ class MiscRoutes:
             return json_response(self._world.global_commands)
         return json_response(self._world.guild_commands.get(int(guild_id), []))
 
-    async def cdn(self, request: web.Request) -> web.Response:
+    async def cdn(self, request: web.Request) -> web.StreamResponse:
+        """Files the way a CDN sends them: chunked, in many small writes with pauses in between."""
         try:
             obj = self._world.cdn[int(request.match_info["attachment_id"])]
         except (KeyError, ValueError):
             return web.Response(status=404, text="Not Found")
-        return web.Response(body=obj.data, headers={"Content-Type": obj.content_type})
+        response = web.StreamResponse(headers={"Content-Type": obj.content_type})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            for start in range(0, len(obj.data), CDN_CHUNK_BYTES):
+                await response.write(obj.data[start:start + CDN_CHUNK_BYTES])
+                await asyncio.sleep(CDN_CHUNK_DELAY)
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client stopped reading
+        return response

@@ -1,4 +1,4 @@
-"""turns: acknowledged questions as durable, leased units of work
+"""turns: acknowledged questions as durable, leased units of work; conversation leases
 
 Revision ID: 0002
 Revises: 0001
@@ -54,7 +54,12 @@ def upgrade() -> None:
     op.create_index("ix_turns_state_platform", "turns", ["state", "platform"])
     op.create_index("ix_turns_lease_owner", "turns", ["lease_owner"])
     op.create_index("ix_turns_conversation_id", "turns", ["conversation_id"])
+    op.add_column("conversations", sa.Column("lease_owner", sa.String(255), nullable=True))
+    op.add_column("conversations", sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("conversations") as batch:
+        batch.drop_column("lease_until")
+        batch.drop_column("lease_owner")
     op.drop_table("turns")
