@@ -169,7 +169,8 @@ async def test_cancelled_writes_leave_no_lock_behind(db_url: str) -> None:
         started = time.monotonic()
         await store.add_message(conversation.id, role="user", text="after the cancellations")
         assert time.monotonic() - started < 4  # not a busy timeout (5 s) waited out
+        # Cancelled writes are not torn: each either landed whole (they finish on their own) or not at all.
         texts = [m.text for m in await store.history(conversation.id)]
-        assert texts[-1] == "after the cancellations"
+        assert "after the cancellations" in texts and all(t.startswith(("cut ", "after")) for t in texts)
     finally:
         await store.close()
