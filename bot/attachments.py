@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -48,6 +49,7 @@ class AttachmentProcessor:
         self._kimi = kimi
         self._images = images
         self._context = context
+        self._heavy = asyncio.Semaphore(images.parallel)
 
     async def process(self, attachments: tuple[IncomingAttachment, ...]) -> ProcessedAttachments:
         result = ProcessedAttachments()
@@ -72,11 +74,15 @@ class AttachmentProcessor:
             if attachment.size is not None and attachment.size > self._images.max_input_bytes:
                 raise AttachmentError(f"this image is {attachment.size / 1e6:.1f} MB; the limit is "
                                       f"{self._images.max_input_bytes / 1e6:.0f} MB.")
-            data = await _download(attachment)
-            image = await normalize_image(
-                data, max_side=self._images.max_side, max_input_bytes=self._images.max_input_bytes,
-                max_output_bytes=self._images.max_output_bytes, max_pixels=self._images.max_pixels,
-            )
+            # A few at a time: an 8 MB screenshot is ~40 MB while it is decoded and re-encoded, and ten arriving
+            # together would otherwise all be in memory at once (and compete for the same cores).
+            async with self._heavy:
+                data = await _download(attachment)
+                image = await normalize_image(
+                    data, max_side=self._images.max_side, max_input_bytes=self._images.max_input_bytes,
+                    max_output_bytes=self._images.max_output_bytes, max_pixels=self._images.max_pixels,
+                )
+                del data
             attachment_id = await self._store.put_attachment(
                 image.data, mime=image.mime, width=image.width, height=image.height, source=attachment.source)
             result.image_ids.append(attachment_id)

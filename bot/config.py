@@ -111,6 +111,8 @@ class ImageConfig(_Section):
     max_input_bytes: int = Field(default=25_000_000, ge=1024)
     max_output_bytes: int = Field(default=4_000_000, ge=10_000)
     max_pixels: int = Field(default=60_000_000, ge=10_000)
+    # Images downloaded and re-encoded at once (each briefly takes ~5x its file size in memory).
+    parallel: int = Field(default=2, ge=1, le=32)
 
 
 class ToolEntry(_Section):

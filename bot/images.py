@@ -75,7 +75,7 @@ async def normalize_image(
             f"That image is too large ({_mb(len(data))}; the limit is {_mb(max_input_bytes)}).",
             f"input {len(data)} bytes > {max_input_bytes}",
         )
-    return await asyncio.to_thread(_normalize_sync, bytes(data), max_side, max_output_bytes, max_pixels)
+    return await asyncio.to_thread(_normalize_sync, data, max_side, max_output_bytes, max_pixels)
 
 
 def _mb(n: int) -> str:
