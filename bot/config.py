@@ -164,7 +164,7 @@ class SlackConfig(_Section):
     max_message_chars: int = Field(default=3900, ge=500, le=4000)
     # Multiplies Slack's documented per-minute limits the write scheduler plans with (raise only if granted).
     rate_scale: float = Field(default=1.0, gt=0)
-    # Messages read once (conversations.replies) when the bot is mentioned in a thread it has not seen.
+    # When first mentioned in a thread: its first message and most recent ones, up to this many, are read once.
     backfill_limit: int = Field(default=200, ge=1, le=1000)
     # An answer the workspace's chat.update allowance cannot stream: "paragraphs" posts each finished
     # paragraph as a thread message as it is written; "whole" posts the complete answer once at the end.

@@ -108,3 +108,16 @@ async def test_text_with_a_lone_surrogate_is_answered(bot: SlackBot) -> None:
     await bot.settle(1)
     replies = bot.bot_replies(fake.general, event["ts"])
     assert [m.text for m in replies] == ["Echo: broken \ufffd emoji"]
+
+
+async def test_a_refused_response_url_still_gets_the_reply_to_the_user(bot: SlackBot) -> None:
+    """Slack's response_url expires after 30 minutes and five uses; the reply then comes as an ephemeral."""
+    fake = bot.fake
+    fake.file_server.response_url_error = "expired_url"
+    before = bot.adapter.deliveries
+    delivery = await fake.send_slash_command(bot.url, "/kimi", "help")
+    assert delivery.ok
+    await bot.settle(before + 1)
+    assert fake.response_url_posts(delivery.payload["response_url"]) == []
+    ((channel, user, text),) = fake.chat.ephemeral
+    assert channel == fake.general and user == fake.alice and "/kimi reset" in text

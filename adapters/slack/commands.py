@@ -29,19 +29,39 @@ CANNOT_POST = ("I can't post in this conversation. Invite me with `/invite @kimi
 
 
 class RespondSurface:
-    """Private replies through the command's response_url (Slack allows 5 per command)."""
+    """Private replies through the command's response_url (Slack allows 5 per command, for 30 minutes).
+
+    A response_url that refuses (expired, used up, a proxy in the way) does not swallow the reply: it goes out
+    as an ephemeral message instead, and the failure is logged."""
 
     max_chars = 3000
 
-    def __init__(self, respond: Any) -> None:
+    def __init__(self, respond: Any, *, client: Any = None, channel: str = "", user: str = "") -> None:
         self._respond = respond
+        self._client = client
+        self._channel = channel
+        self._user = user
         self.edit_budget = UnlimitedBudget()
         self.post_budget = UnlimitedBudget()
         self.sent: list[str] = []
 
     async def post(self, text: str) -> str:
         self.sent.append(text)
-        await self._respond(text=text, response_type="ephemeral")
+        try:
+            response = await self._respond(text=text, response_type="ephemeral")
+            status = getattr(response, "status_code", 200)
+        except Exception as error:  # the webhook client raises for connection failures
+            status, body = 0, type(error).__name__
+        else:
+            body = str(getattr(response, "body", ""))[:40]
+        if status == 200:
+            return ""
+        log.warning("slash command reply refused by its response_url", extra={"status": status, "error": body})
+        if self._client is not None and self._channel:
+            try:
+                await self._client.chat_postEphemeral(channel=self._channel, user=self._user, text=text)
+            except Exception as error:
+                log.warning("slash command reply not delivered", extra={"error": error_code(error)})
         return ""
 
     async def edit(self, message_id: str, text: str) -> None:
@@ -70,7 +90,7 @@ class SlashCommands:
         if subcommand is not None:
             message = IncomingMessage(**base, thread="dm" if is_dm else "channel",
                                       message_id=str(command.get("trigger_id") or ""), text=text)
-            surface = RespondSurface(respond)
+            surface = RespondSurface(respond, client=adapter.client, channel=channel, user=user)
             decision = adapter.access.check(message)
             if not decision.allowed:
                 await surface.post(decision.reason)

@@ -89,7 +89,7 @@ class FakeSlack(SlackInspection):
         self.limiter = RateLimiter(self.rates)
         self.options = options or WebOptions()
         self.web = WebApi(self.state, self.limiter, self.options)
-        ChatMethods(self.web)
+        self.chat = ChatMethods(self.web)
         ReadMethods(self.web)
         self.file_server = FileServer(self.state, self.options)
         self.sender = EventSender(

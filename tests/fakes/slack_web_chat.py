@@ -60,9 +60,12 @@ class ChatMethods:
     def __init__(self, api: WebApi) -> None:
         self.api = api
         self.state = api.state
+        # Ephemeral messages are seen by one user and never stored in the channel: (channel, user, text).
+        self.ephemeral: list[tuple[str, str, str]] = []
         api.handlers.update(
             {
                 "chat.postMessage": self.post_message,
+                "chat.postEphemeral": self.post_ephemeral,
                 "chat.update": self.update,
                 "chat.delete": self.delete,
                 "chat.startStream": self.start_stream,
@@ -138,6 +141,16 @@ class ChatMethods:
             body["warning"] = ",".join(warnings)
             body["response_metadata"] = {"warnings": warnings}
         return body
+
+    async def post_ephemeral(self, ctx: CallContext) -> JSON:
+        ctx.require_scope("chat:write")
+        ch = self.api.channel(ctx, ctx.str_param("channel"))
+        if not ch.is_member:
+            raise ApiError("not_in_channel")
+        user = ctx.required("user")
+        text, _, markdown = self._content(ctx)
+        self.ephemeral.append((ch.id, user, markdown if markdown is not None else (text or "")))
+        return {"ok": True, "message_ts": self.state.new_ts()}
 
     async def update(self, ctx: CallContext) -> JSON:
         ctx.require_scope("chat:write")

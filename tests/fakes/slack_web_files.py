@@ -44,6 +44,8 @@ class FileServer:
     def __init__(self, state: SlackState, options: WebOptions) -> None:
         self.state = state
         self.options = options
+        # Every response_url answers this error (e.g. "expired_url": the command was answered too late).
+        self.response_url_error: str | None = None
         self.downloads: list[Download] = []
         self.response_urls: dict[str, ResponseUrl] = {}
         self.root = ""
@@ -125,6 +127,8 @@ class FileServer:
         entry = self.response_urls.get(url)
         if entry is None:
             return web.Response(status=404, text="invalid_token")
+        if self.response_url_error is not None:
+            return web.Response(status=404, text=self.response_url_error)
         if time.monotonic() - entry.created > RESPONSE_URL_TTL:
             return web.Response(status=404, text="expired_url")
         if len(entry.posts) >= RESPONSE_URL_MAX_USES:
