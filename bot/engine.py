@@ -67,6 +67,7 @@ class Engine:
         self._intake = Intake(store, config.turns, self.replica)
         self._works: dict[int, TurnWork] = {}
         self._resumers: dict[str, TurnResumer] = {}
+        self.resumers_changed = asyncio.Event()
         self._resumes: set[asyncio.Task[None]] = set()
         self._drain: asyncio.Task[None] | None = None
 
@@ -161,8 +162,10 @@ class Engine:
     # -- resuming -------------------------------------------------------------------------------------
 
     def register_resumer(self, platform: str, resumer: TurnResumer) -> None:
-        """An adapter that can rebuild reply surfaces for `platform` lets this process resume its turns."""
+        """An adapter that can rebuild reply surfaces for `platform` lets this process resume its turns; the
+        turn keeper sweeps at once, so a restarted process picks up what its predecessor left right away."""
         self._resumers[platform] = resumer
+        self.resumers_changed.set()
 
     def unregister_resumer(self, platform: str, resumer: TurnResumer) -> None:
         if self._resumers.get(platform) is resumer:

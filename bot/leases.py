@@ -11,6 +11,7 @@ holder is gone, so a crash or a deploy never leaves a question unanswered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -48,7 +49,13 @@ class TurnKeeper:
                     next_sweep = loop.time() + self._config.sweep_seconds
             except Exception:  # the next beat tries again; leases are long enough to miss one
                 log.exception("turn lease upkeep failed")
-            await asyncio.sleep(min(heartbeat, self._config.sweep_seconds))
+            changed = self._engine.resumers_changed
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(heartbeat, self._config.sweep_seconds)):
+                    await changed.wait()
+            if changed.is_set():
+                changed.clear()
+                next_sweep = 0.0  # a platform just came up: look for its unfinished turns now
 
     async def sweep(self) -> int:
         """Take over every abandoned turn this process can answer; returns how many it took."""
