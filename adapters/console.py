@@ -116,10 +116,9 @@ class ConsoleChat:
                 return
             attachments = (await asyncio.to_thread(attachment_from_path, path),)
             line = question.strip()
-        elif line.startswith("/"):
-            line = "!" + line[1:]
         surface = ConsoleSurface(self._out, streaming=self._streaming)
-        outcome = await self._services.engine.handle(self._message(line, attachments), surface)
+        # Commands are typed as /reset, /model …: hints in answers spell them that way too.
+        outcome = await self._services.engine.handle(self._message(line, attachments), surface, command_prefix="/")
         if outcome is not None:
             surface.finish(outcome.message_ids)
 

@@ -17,6 +17,7 @@ from typing import Any
 from bot.attachments import AttachmentProcessor, with_file_texts
 from bot.config import Config
 from bot.context import BuiltContext, ContextBuilder, render_system_prompt
+from bot.continuation import asks_to_continue, continuation_request, cut_note
 from bot.conversation_lease import ConversationLeases
 from bot.intake import persist
 from bot.kimi import ChatRequest, Completion, KimiClient, KimiError, ToolCall
@@ -27,7 +28,7 @@ from bot.tools.registry import ToolRegistry, ToolResult
 from bot.turn_work import Interruption, TurnWork
 from bot.types import IncomingMessage, PublishOptions, TurnOutcome
 from bot.usage import cost_usd, web_search_calls
-from storage.store import Conversation, Store, TurnState, UsageRecord
+from storage.store import Conversation, Store, StoredMessage, TurnState, UsageRecord
 
 log = logging.getLogger(__name__)
 
@@ -185,22 +186,34 @@ class Answer:
         recorder = attempt.recorder = _Recorder(self, conversation, message, publisher, row.id)
         settings = self._settings(conversation)
         publisher.set_status("Thinking…")
+        cut = await self._cut_answer(conversation, message) if asks_to_continue(message.text) else None
         built = await self._context(conversation, settings, message, notes)
+        messages = built.messages
+        if cut is not None:
+            # Partial mode with thinking on is unconfirmed (reference §9.1): then a plain follow-up instead.
+            messages = continuation_request(messages, partial=not settings.thinking)
+            publisher.append("…")
         request = ChatRequest(
-            model=settings.model, messages=built.messages, tools=self._tools.openai_tools(),
+            model=settings.model, messages=messages, tools=self._tools.openai_tools(),
             thinking=settings.thinking, web_search=settings.web_search, max_tokens=self._max_tokens(built),
         )
         result = await self._loop.run(request, recorder)
         if result.hit_round_limit:
             notes.append("I reached the limit of tool rounds for one answer.")
+        if result.cut_by_length:
+            notes.append(cut_note(thinking_only=not result.content.strip() and bool(result.reasoning),
+                                  max_tokens=request.max_tokens, prefix=work.command_prefix))
         footer = "\n".join(f"_{note}_" for note in notes) or None
         ids = await publisher.finish(footer=footer)
         await recorder.settle()
         last = result.completions[-1]
         await self._close(turn.id, TurnState.DONE, ids=ids, row_id=recorder.row_id, answer={
-            "text": result.content, "reasoning": result.reasoning, "status": "complete",
+            "text": result.content, "reasoning": result.reasoning,
+            "status": "truncated" if result.cut_by_length else "complete",
             "platform_message_ids": ids, "prompt_tokens": last.usage.prompt_tokens,
             "completion_tokens": last.usage.completion_tokens})
+        if cut is not None:  # carried on: `continue` now applies to the newest part only
+            await self._bookkeep(lambda: self.store.update_message(cut.id, status="complete"), "continued", turn.id)
         await self._link(conversation, ids, turn.id)
         log.info("answer complete", extra={
             "conversation": str(message.key), "turn": turn.id, "model": settings.model,
@@ -209,6 +222,13 @@ class Answer:
             "completion_tokens": sum(c.usage.completion_tokens for c in result.completions),
             "messages": len(ids), "chars": len(publisher.text)})
         return TurnOutcome(status="complete", text=publisher.text, message_ids=ids)
+
+    async def _cut_answer(self, conversation: Conversation, message: IncomingMessage) -> StoredMessage | None:
+        """The answer a `continue` picks up: the newest finished answer, if the output limit cut it."""
+        for stored in reversed(await self.store.history(conversation.id)):
+            if stored.role == "assistant" and stored.status != "streaming" and not stored.tool_calls:
+                return stored if stored.status == "truncated" else None
+        return None
 
     def _settings(self, conversation: Conversation) -> _Settings:
         kimi = self.config.kimi

@@ -130,7 +130,8 @@ class Engine:
         if self.draining:
             log.info("question stored for another process (shutting down)", extra={"turn": turn.id})
             return TurnOutcome(status="deferred", text="")
-        return await self._run(ticket, TurnWork(turn, message, surface, queued=ticket.ahead > 0))
+        return await self._run(ticket, TurnWork(turn, message, surface, queued=ticket.ahead > 0,
+                                                command_prefix=prefix))
 
     async def _run(self, ticket: Ticket, work: TurnWork) -> TurnOutcome | None:
         self._works[work.turn.id] = work

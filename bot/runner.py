@@ -41,6 +41,11 @@ class LoopResult:
     completions: list[Completion] = field(default_factory=list)
     hit_round_limit: bool = False
 
+    @property
+    def cut_by_length(self) -> bool:
+        """The answer stopped at the output limit (`finish_reason: "length"`), not because it was done."""
+        return bool(self.completions) and self.completions[-1].finish_reason == "length"
+
 
 STILL_WORKING = "Kimi is still working…"
 

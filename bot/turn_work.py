@@ -27,6 +27,7 @@ class TurnWork:
     queued: bool = False
     resumed: bool = False
     started: bool = False  # the answer began (it then closes the turn itself, whatever happens)
+    command_prefix: str = "!"  # how this surface spells commands, for hints in the answer
     interruption: Interruption | None = None
 
 

@@ -11,7 +11,8 @@ from bot.types import ConversationKey
 from storage.models import AttachmentRow, ConversationRow, MessageRow, TurnRow
 
 ROLES: Final = frozenset({"system", "user", "assistant", "tool"})
-STATUSES: Final = frozenset({"streaming", "complete", "interrupted", "failed"})
+# "truncated": an answer cut by the output limit, which `continue` picks up.
+STATUSES: Final = frozenset({"streaming", "complete", "truncated", "interrupted", "failed"})
 
 
 class _Unset(enum.Enum):
@@ -78,7 +79,7 @@ class StoredMessage:
     reasoning: str | None
     author: str | None
     platform_message_ids: list[str]
-    status: str  # streaming | complete | interrupted | failed
+    status: str  # streaming | complete | truncated | interrupted | failed
     prompt_tokens: int | None
     completion_tokens: int | None
     error: str | None

@@ -91,6 +91,9 @@ def resolve(reply: Reply, req: ChatRequest) -> Answer:
         reasoning = default_reasoning(req)
     finish = reply.finish_reason or ("tool_calls" if calls else "stop")
     content = reply.content
+    prefix = partial_prefix(req)
+    if prefix is not None and content.startswith(prefix):
+        content = content[len(prefix):]  # partial mode: the reply excludes the prefix (reference §9.1)
     if reply.finish_reason is None and not calls:
         # Reasoning and content share the max_tokens budget (reference §2.2); overflow ends with "length".
         budget = req.max_tokens * 4
@@ -99,6 +102,14 @@ def resolve(reply: Reply, req: ChatRequest) -> Answer:
         elif len(reasoning or "") + len(content) > budget:
             content, finish = content[: budget - len(reasoning or "")], "length"
     return Answer(content=content, reasoning=reasoning, tool_calls=calls, finish_reason=finish, reply=reply)
+
+
+def partial_prefix(req: ChatRequest) -> str | None:
+    """The content of a final `{"role": "assistant", "partial": true}` message, which the answer continues."""
+    last = req.messages[-1] if req.messages else {}
+    if last.get("role") == "assistant" and last.get("partial"):
+        return str(last.get("content") or "")
+    return None
 
 
 def default_reasoning(req: ChatRequest) -> str:
@@ -230,6 +241,15 @@ async def describe_images(message: dict[str, Any], file_bytes: Callable[[str], b
 async def default_reply(req: ChatRequest, file_bytes: Callable[[str], bytes | None]) -> Reply:
     if req.messages[-1].get("role") == "tool":
         return Reply(content=_tool_results(req))
+    prefix = partial_prefix(req)
+    if prefix is not None:
+        # Like the model, continue the text itself: the answer (to whichever question) that it is the start of.
+        for message in reversed(req.messages):
+            match = LEN_PATTERN.search(user_text(message)) if message.get("role") == "user" else None
+            whole = long_text(int(match.group(1))) if match else ""
+            if whole.startswith(prefix):
+                return Reply(content=whole)
+        return Reply(content=prefix + " (and that is all).")
     user = last_user(req)
     text = user_text(user) if user else ""
     if req.web_search and "search" in text.lower():
