@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.attachments import AttachmentProcessor, with_file_texts
-from bot.config import Config
+from bot.config import Config, SearchBackend
 from bot.context import BuiltContext, ContextBuilder, render_system_prompt
 from bot.continuation import asks_to_continue, continuation_request, cut_note
 from bot.conversation_lease import ConversationLeases
@@ -23,6 +23,7 @@ from bot.intake import persist
 from bot.kimi import ChatRequest, Completion, KimiClient, KimiError, ToolCall
 from bot.publisher import StreamPublisher
 from bot.runner import ToolLoop
+from bot.search_tools import SearchTools, sources_block
 from bot.summarize import Summarizer
 from bot.tools.registry import ToolRegistry, ToolResult
 from bot.turn_work import Interruption, TurnWork
@@ -33,6 +34,8 @@ from storage.store import Conversation, Store, StoredMessage, TurnState, UsageRe
 log = logging.getLogger(__name__)
 
 STOPPED_NOTE = "_Stopped._"
+# The usage rows of search/fetch tool calls (no model of their own) carry this in place of a model id.
+SEARCH_TOOLS_MODEL = "kimi-search-tools"
 INTERNAL_ERROR = "Something went wrong on my side while answering. The error was logged; please try again."
 RESTARTED_STATUS = "Restarted; answering again…"
 RESTARTED_NOTE = "I was restarted while answering, so this answer was written again."
@@ -86,6 +89,12 @@ class _Recorder:
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
 
+    def tool_searches(self, calls: int) -> None:
+        """Searches and page reads through Kimi's tool endpoints are billed per call: one usage row for them."""
+        task = asyncio.ensure_future(self._answer.record_search_calls(self._conversation, self._message, calls))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
     async def settle(self) -> None:
         """Wait for the usage rows still being written (after the answer is shown)."""
         await asyncio.gather(*self.pending, return_exceptions=True)
@@ -119,7 +128,8 @@ class Answer:
         self._attachments = attachments
         self._summarizer = summarizer
         self._clock = clock
-        self._loop = ToolLoop(kimi, tools, max_rounds=config.kimi.max_tool_rounds)
+        self._search = SearchTools(kimi.search_api()) if config.kimi.search is SearchBackend.TOOLS else None
+        self._loop = ToolLoop(kimi, tools, max_rounds=config.kimi.max_tool_rounds, search=self._search)
 
     async def run(self, work: TurnWork) -> TurnOutcome:
         """Answer one turn (a first attempt, or one resumed after a restart) and close it in storage."""
@@ -194,17 +204,20 @@ class Answer:
             messages = continuation_request(messages, partial=not settings.thinking)
             publisher.append("…")
         request = ChatRequest(
-            model=settings.model, messages=messages, tools=self._tools.openai_tools(),
+            model=settings.model, messages=messages, tools=self._offered_tools(),
             thinking=settings.thinking, web_search=settings.web_search, max_tokens=self._max_tokens(built),
         )
         result = await self._loop.run(request, recorder)
+        sources = sources_block(result.sources.cited(result.content))
         if result.hit_round_limit:
             notes.append("I reached the limit of tool rounds for one answer.")
         if result.cut_by_length:
             notes.append(cut_note(thinking_only=not result.content.strip() and bool(result.reasoning),
                                   max_tokens=request.max_tokens, prefix=work.command_prefix))
-        footer = "\n".join(f"_{note}_" for note in notes) or None
+        footer = "\n\n".join(part for part in (sources, "\n".join(f"_{note}_" for note in notes)) if part) or None
         ids = await publisher.finish(footer=footer)
+        if result.sources.calls:
+            recorder.tool_searches(result.sources.calls)
         await recorder.settle()
         last = result.completions[-1]
         await self._close(turn.id, TurnState.DONE, ids=ids, row_id=recorder.row_id, answer={
@@ -234,10 +247,14 @@ class Answer:
         kimi = self.config.kimi
         model = conversation.model or kimi.model
         thinking = kimi.thinking if conversation.thinking is None else conversation.thinking
-        plan = self._kimi.plan(model, thinking=thinking, web_search=kimi.web_search)
+        plan = self._kimi.plan(model, thinking=thinking, web_search=kimi.search is SearchBackend.BUILTIN)
         template = conversation.system_prompt or self.config.bot.system_prompt
         return _Settings(model=model, thinking=plan.thinking, web_search=plan.web_search,
                          system_prompt=render_system_prompt(template, self._clock()), note=plan.note)
+
+    def _offered_tools(self) -> list[dict[str, Any]]:
+        search = self._search.definitions() if self._search is not None else []
+        return [*self._tools.openai_tools(), *search]
 
     def _prompt_budget(self) -> int:
         ctx = self.config.context.max_prompt_tokens
@@ -255,7 +272,7 @@ class Answer:
         authors = {m.author for m in history if m.role == "user" and m.author}
         builder = ContextBuilder(self.store.get_attachment, max_prompt_tokens=self._prompt_budget(),
                                  max_images=self.config.context.max_images)
-        tools = self._tools.openai_tools()
+        tools = self._offered_tools()
         built = await builder.build(history, system_prompt=settings.system_prompt, summary=conversation.summary,
                                     tools=tools, multi_author=len(authors) > 1)
         if not built.dropped:
@@ -280,6 +297,13 @@ class Answer:
             web_search_calls=web_search_calls(completion), cost_usd=cost_usd(self.config.kimi.pricing, completion),
             latency_ms=completion.latency_ms,
         )
+        await self._bookkeep(lambda: self.store.record_usage(record), "usage", None)
+
+    async def record_search_calls(self, conversation: Conversation, message: IncomingMessage, calls: int) -> None:
+        record = UsageRecord(
+            conversation_id=conversation.id, platform=message.platform, workspace=message.workspace,
+            user=message.user, model=SEARCH_TOOLS_MODEL, prompt_tokens=0, cached_tokens=0, completion_tokens=0,
+            web_search_calls=calls, cost_usd=calls * self.config.kimi.pricing.search_tool_call, latency_ms=0)
         await self._bookkeep(lambda: self.store.record_usage(record), "usage", None)
 
     async def _failed(self, attempt: _Attempt, user_text: str, kind: str) -> TurnOutcome:

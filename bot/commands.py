@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.access import AccessPolicy
-from bot.config import Config
+from bot.config import Config, SearchBackend
 from bot.kimi import KimiClient
 from bot.scheduler import TurnScheduler
 from bot.types import IncomingMessage
@@ -99,7 +99,7 @@ class CommandHandler:
             return f"Thinking is {'on' if thinking else 'off'}. Use `think on` or `think off`."
         value = choice == "on"
         await self._store.update_settings(conversation_id, thinking=value)
-        plan = self._kimi.plan(model, thinking=value, web_search=self._config.kimi.web_search)
+        plan = self._kimi.plan(model, thinking=value, web_search=self._config.kimi.search is SearchBackend.BUILTIN)
         note = f" Note: {plan.note}." if plan.note else ""
         return f"Thinking is now {choice} for this conversation.{note}"
 

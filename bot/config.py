@@ -6,6 +6,7 @@ also be set as KIMIBOT_<SECTION>__<KEY>. A wrong key or value becomes a ConfigEr
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import tomllib
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG_PATH = Path("kimibot.toml")
 
@@ -57,8 +58,17 @@ def _default_prices() -> dict[str, ModelPrice]:
 
 
 class PricingConfig(_Section):
+    # US dollars per built-in $web_search call (documented), and per call of the search/fetch tools (the
+    # documented price is CNY 0.01-0.015; this is that, rounded up).
     web_search_call: float = Field(default=0.005, ge=0)
+    search_tool_call: float = Field(default=0.002, ge=0)
     models: dict[str, ModelPrice] = Field(default_factory=_default_prices)
+
+
+class SearchBackend(enum.StrEnum):
+    TOOLS = "tools"  # web_search/open_url function tools over /v1/tools/*: works while thinking, cites sources
+    BUILTIN = "builtin"  # Kimi's $web_search: no sources, not while K2.5 thinks, marked as going offline
+    OFF = "off"
 
 
 class KimiConfig(_Section):
@@ -66,8 +76,8 @@ class KimiConfig(_Section):
     base_url: str = "https://api.moonshot.ai/v1"
     model: str = "kimi-k2.5"
     thinking: bool = False
-    web_search: bool = True
-    # Models that reject $web_search while thinking is on; for them search is offered only with thinking off.
+    search: SearchBackend = SearchBackend.TOOLS
+    # Models that reject $web_search while thinking is on (search = "builtin" only).
     web_search_needs_thinking_off: list[str] = Field(default_factory=lambda: ["kimi-k2.5"])
     context_window: int = Field(default=262_144, ge=4096)
     max_output_tokens: int = Field(default=16_384, ge=256)
@@ -87,6 +97,13 @@ class KimiConfig(_Section):
     @classmethod
     def _url(cls, value: str) -> str:
         return _check_url(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "web_search" in data:
+            raise ValueError('kimi.web_search was replaced by kimi.search = "tools" (default), "builtin" or "off"')
+        return data
 
 
 class ContextConfig(_Section):

@@ -17,6 +17,8 @@ from bot.kimi import (
     ToolCall,
     ToolCallStarted,
 )
+from bot.search_tools import NAMES as SEARCH_NAMES
+from bot.search_tools import SearchTools, Sources
 from bot.tools.registry import ToolRegistry, ToolResult
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class LoopResult:
     reasoning: str | None
     completions: list[Completion] = field(default_factory=list)
     hit_round_limit: bool = False
+    sources: Sources = field(default_factory=Sources)
 
     @property
     def cut_by_length(self) -> bool:
@@ -51,16 +54,20 @@ STILL_WORKING = "Kimi is still working…"
 
 
 def describe_tool(name: str) -> str:
-    if name == "$web_search":
+    if name in ("$web_search", "web_search"):
         return "Searching the web…"
+    if name == "open_url":
+        return "Reading a page…"
     return f"Running `{name}`…"
 
 
 class ToolLoop:
-    def __init__(self, client: KimiClient, tools: ToolRegistry, *, max_rounds: int) -> None:
+    def __init__(self, client: KimiClient, tools: ToolRegistry, *, max_rounds: int,
+                 search: SearchTools | None = None) -> None:
         self._client = client
         self._tools = tools
         self._max_rounds = max_rounds
+        self._search = search
 
     async def run(self, request: ChatRequest, sink: LoopSink) -> LoopResult:
         messages: list[dict[str, Any]] = list(request.messages)
@@ -82,7 +89,7 @@ class ToolLoop:
                 result.reasoning = completion.reasoning
                 result.hit_round_limit = last_round and round_number > 0
                 return result
-            results = await self._run_tools(completion.tool_calls, sink)
+            results = await self._run_tools(completion.tool_calls, sink, result.sources)
             await sink.round_done(completion, results)
             messages.append(completion.assistant_message())
             for call, outcome in results:
@@ -118,13 +125,16 @@ class ToolLoop:
             raise AssertionError("Kimi stream ended without a completion")
         return completion
 
-    async def _run_tools(self, calls: list[ToolCall], sink: LoopSink) -> list[tuple[ToolCall, ToolResult]]:
+    async def _run_tools(self, calls: list[ToolCall], sink: LoopSink,
+                         sources: Sources) -> list[tuple[ToolCall, ToolResult]]:
         names = ", ".join(dict.fromkeys(call.name for call in calls))
         sink.status(describe_tool(calls[0].name) if len(calls) == 1 else f"Running {names}…")
-        outcomes = await asyncio.gather(*(self._run_one(call) for call in calls))
+        outcomes = await asyncio.gather(*(self._run_one(call, sources) for call in calls))
         return list(zip(calls, outcomes, strict=True))
 
-    async def _run_one(self, call: ToolCall) -> ToolResult:
+    async def _run_one(self, call: ToolCall, sources: Sources) -> ToolResult:
+        if self._search is not None and call.name in SEARCH_NAMES:
+            return await self._search.run(call, sources)
         if call.is_builtin:
             # Kimi runs its built-ins itself: the caller echoes the arguments back as the result.
             return ToolResult(ok=True, content=call.arguments)

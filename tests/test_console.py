@@ -58,7 +58,12 @@ async def test_scripted_chat_with_image_tool_and_web_search_survives_a_restart(k
     assert answers[0] == "Echo: hello there"
     assert answers[1] == "I see 1 image: 2048x1024 PNG."
     assert answers[2].startswith("Tool current_time returned: ") and "Asia/Tokyo" in answers[2]
-    assert answers[3].startswith("Web search result for:")
+    # Search through Kimi's search tool: the answer cites results, and its sources follow as links.
+    assert answers[3] == ("please search the web for kimibot (1) says so [1]. "
+                          "please search the web for kimibot (3) says so [3].")
+    assert answers[4:6] == ["", "**Sources**"]
+    assert answers[6].startswith("1. [please search the web for kimibot (1)](https://docs.example.com/")
+    assert answers[7].startswith("3. [please search the web for kimibot (3)](https://news.example.net/")
     assert "Traceback" not in err
 
     # A new process: the conversation is read back from the SQLite file.
@@ -78,7 +83,8 @@ async def test_scripted_chat_with_image_tool_and_web_search_survives_a_restart(k
     store = await Store.open(f"sqlite:///{tmp_path / 'kimibot.db'}")
     usage = await store.usage_summary(platform="console")
     await store.close()
-    assert usage.calls == 8 and usage.web_search_calls == 1
+    # Eight Kimi calls, and one usage row for the search tool's call.
+    assert usage.calls == 9 and usage.web_search_calls == 1
 
 
 async def test_commands_and_errors_in_the_terminal(kimi: FakeKimi, tmp_path: Path) -> None:
@@ -89,7 +95,7 @@ async def test_commands_and_errors_in_the_terminal(kimi: FakeKimi, tmp_path: Pat
     ])
     assert code == 0, err
     assert "out of balance or quota" in out
-    assert "Thinking is now on" in out and "web search is unavailable" in out
+    assert "Thinking is now on" in out and "web search is unavailable" not in out  # search tools work while thinking
     assert "now uses `kimi-k2.6`" in out
     assert "This conversation:" in out and "call" in out
     assert "No such file: /nonexistent.png" in out

@@ -8,7 +8,7 @@ from PIL import Image
 
 from bot.types import IncomingAttachment
 from storage.store import Store
-from tests.fakes.kimi import Reply
+from tests.fakes.kimi import FakeKimi, Reply
 from tests.fixtures.engine import Harness, build_harness
 
 
@@ -79,8 +79,13 @@ async def test_custom_tool_call_is_run_stored_and_shown(harness: Harness) -> Non
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool", "assistant", "user"]
 
 
-async def test_web_search_is_echoed_and_billed(harness: Harness) -> None:
-    _, surface = await harness.ask("search the web for the kimibot release")
+async def test_builtin_web_search_is_echoed_and_billed(kimi: FakeKimi, store: Store) -> None:
+    harness = await build_harness(kimi, store, kimi={"search": "builtin"})
+    try:
+        _, surface = await harness.ask("search the web for the kimibot release")
+    finally:
+        await harness.engine.shutdown()
+        await harness.client.aclose()
     assert surface.visible_text().startswith("Web search result for:")
     usage = await harness.store.usage_summary(platform="test", user="U1")
     assert usage.calls == 2 and usage.web_search_calls == 1 and usage.cost_usd >= 0.005

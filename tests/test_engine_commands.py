@@ -22,17 +22,32 @@ async def test_model_think_and_system_change_the_next_request(harness: Harness) 
     assert request["model"] == "kimi-k2.6"
     assert request["thinking"] == {"type": "enabled"}
     assert request["messages"][0]["content"].startswith("You are a pirate. Today is ")
-    # kimi-k2.6 can search while thinking.
-    assert any(t.get("function", {}).get("name") == "$web_search" for t in request["tools"])
+    # The search tools work while thinking, on every model.
+    assert {"web_search", "open_url"} <= {t.get("function", {}).get("name") for t in request["tools"]}
 
 
-async def test_thinking_on_k25_drops_web_search_and_says_so(harness: Harness) -> None:
-    _, surface = await harness.ask("!think on")
-    assert "web search is unavailable" in surface.visible_text()
-    await harness.ask("hello")
+async def test_thinking_on_k25_drops_the_builtin_web_search_and_says_so(kimi: FakeKimi, store: Store) -> None:
+    harness = await build_harness(kimi, store, kimi={"search": "builtin"})
+    try:
+        _, surface = await harness.ask("!think on")
+        assert "web search is unavailable" in surface.visible_text()
+        await harness.ask("hello")
+    finally:
+        await harness.engine.shutdown()
+        await harness.client.aclose()
     request = harness.kimi.requests[-1]
     assert request["thinking"] == {"type": "enabled"}
     assert all(t.get("function", {}).get("name") != "$web_search" for t in request["tools"])
+
+
+async def test_k26_searches_while_thinking_with_the_builtin_too(kimi: FakeKimi, store: Store) -> None:
+    harness = await build_harness(kimi, store, kimi={"search": "builtin", "model": "kimi-k2.6", "thinking": True})
+    try:
+        await harness.ask("hello")
+    finally:
+        await harness.engine.shutdown()
+        await harness.client.aclose()
+    assert any(t.get("function", {}).get("name") == "$web_search" for t in kimi.requests[-1]["tools"])
 
 
 async def test_settings_are_per_conversation(harness: Harness) -> None:

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import openai
 import pytest
 
 from bot.kimi import (
@@ -13,6 +14,7 @@ from bot.kimi import (
     TextDelta,
     ToolCallStarted,
 )
+from bot.kimi.errors import classify
 from tests.fakes.kimi import FakeKimi, Reply
 
 CLOCK_TOOL = {"type": "function", "function": {
@@ -205,3 +207,15 @@ async def test_file_extract(kimi: FakeKimi) -> None:
     text = await client.extract_file("notes.txt", b"meeting at noon")
     assert "meeting at noon" in text
     await client.aclose()
+
+
+async def test_a_missing_file_is_not_reported_as_a_missing_model(kimi: FakeKimi) -> None:
+    sdk = openai.AsyncOpenAI(api_key="sk-test", base_url=kimi.base_url, max_retries=0)
+    try:
+        with pytest.raises(openai.NotFoundError) as info:
+            await sdk.files.content("file-that-expired")
+    finally:
+        await sdk.close()
+    error = classify(info.value, model="file", endpoint="files")
+    assert error.kind == "not_found"
+    assert "file service could not find" in error.user_message and "model" not in error.user_message

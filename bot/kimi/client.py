@@ -28,6 +28,7 @@ from bot.kimi.events import (
     ToolCallStarted,
     Usage,
 )
+from bot.kimi.search import KimiSearchApi
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,13 @@ class KimiClient:
     async def aclose(self) -> None:
         await self._sdk.close()
 
+    def search_api(self) -> KimiSearchApi:
+        """Kimi's search and fetch endpoints on this client's connection, key and timeouts."""
+        return KimiSearchApi(self._sdk)
+
     def plan(self, model: str, *, thinking: bool, web_search: bool) -> RequestPlan:
-        """Resolve thinking vs $web_search: K2.5 cannot search while thinking; the user's choice of thinking wins."""
+        """Resolve thinking vs $web_search (`web_search`: the built-in is wanted): K2.5 cannot search while
+        thinking; the user's choice of thinking wins."""
         if web_search and thinking and model in self._search_conflicts:
             return RequestPlan(thinking=True, web_search=False,
                                note=f"web search is unavailable on {model} while thinking is on")
@@ -247,7 +253,7 @@ class KimiClient:
                 except openai.OpenAIError:
                     log.warning("could not delete an extracted file upload", extra={"file_id": uploaded.id})
         except openai.OpenAIError as exc:
-            raise classify(exc, model="files") from exc
+            raise classify(exc, model="file", endpoint="files") from exc
 
 
 def _extracted_text(body: str) -> str:

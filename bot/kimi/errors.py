@@ -21,6 +21,8 @@ KINDS: dict[str, _Kind] = {
     "auth": _Kind(False, "Kimi rejected this bot's API key. An admin needs to check MOONSHOT_API_KEY "
                   "(keys from platform.kimi.com and platform.kimi.ai are not interchangeable)."),
     "permission": _Kind(False, "Kimi refused access for this bot's account ({detail}). An admin needs to check it."),
+    "not_found": _Kind(False, "Kimi's {model} service could not find what I asked it for (HTTP 404; an upload may "
+                       "have expired). Please try again."),
     "model_not_found": _Kind(False, "The model `{model}` is not available to this Kimi account (it may be retired). "
                              "An admin can switch with the `model` command, e.g. `model kimi-k2.6`."),
     "rate_limited": _Kind(True, "Kimi is rate-limiting this bot right now. Please try again{when}."),
@@ -78,8 +80,9 @@ def _retry_after(exc: openai.APIStatusError, message: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def classify(exc: BaseException, *, model: str) -> KimiError:
-    """Turn an openai SDK exception into a KimiError."""
+def classify(exc: BaseException, *, model: str, endpoint: str = "chat") -> KimiError:
+    """Turn an openai SDK exception into a KimiError. For `endpoint`s other than chat (files, tools), `model`
+    names the service, and a 404 is a missing resource, not a missing model."""
     if isinstance(exc, KimiError):
         return exc
     if isinstance(exc, openai.APITimeoutError):
@@ -97,7 +100,7 @@ def classify(exc: BaseException, *, model: str) -> KimiError:
     elif status == 403:
         kind = "permission"
     elif status == 404:
-        kind = "model_not_found"
+        kind = "model_not_found" if endpoint == "chat" else "not_found"
     elif status == 429:
         if err_type == "exceeded_current_quota_error" or "quota" in lowered or "suspended" in lowered:
             kind = "quota"

@@ -38,6 +38,7 @@ from tests.fakes.kimi_errors import (
 from tests.fakes.kimi_files import MAX_FILE_BYTES, FakeFile, FileStore
 from tests.fakes.kimi_responder import Answer, Reply, default_reply, resolve
 from tests.fakes.kimi_tokens import PrefixCache, completion_tokens, prompt_tokens
+from tests.fakes.kimi_tools import ToolsApi
 from tests.fakes.kimi_validate import DEFAULT_MAX_TOKENS, ChatRequest, parse_chat_request
 from tests.fakes.kimi_wire import (
     Envelope,
@@ -95,6 +96,7 @@ class FakeKimi:
         self._faults: deque[Fault] = deque()
         self._cache = PrefixCache()
         self._files = FileStore(max_file_bytes)
+        self.tools = ToolsApi()
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -110,6 +112,7 @@ class FakeKimi:
                 web.post("/v1/chat/completions", self._chat),
                 web.get("/v1/models", self._list_models),
                 web.post("/v1/tokenizers/estimate-token-count", self._estimate),
+                *self.tools.routes(),
                 web.get("/v1/users/me/balance", self._balance),
                 *self._files.routes(),
             ]

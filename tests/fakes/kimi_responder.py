@@ -148,9 +148,21 @@ def _tool_results(req: ChatRequest) -> str:
         name = message.get("name") or _tool_name_for(req, str(message.get("tool_call_id")))
         if name == WEB_SEARCH:
             lines.append(f"Web search result for: {query}")
+        elif name == "web_search":
+            lines.append(_cite(str(message.get("content") or "")))
         else:
             lines.append(f"Tool {name} returned: {str(message.get('content') or '')[:200]}")
     return "\n".join(lines)
+
+
+def _cite(content: str) -> str:
+    """An answer from web_search function results that cites the first and the third as [n]."""
+    try:
+        found = json.loads(content).get("results") or []
+    except (ValueError, AttributeError):
+        return "The search found nothing I could read."
+    picked = [r for i, r in enumerate(found) if i in (0, 2) and isinstance(r, dict)]
+    return " ".join(f"{r.get('title')} says so [{r.get('n')}]." for r in picked) or "No results."
 
 
 def _requested_calls(text: str, declared: set[str]) -> list[dict[str, Any]]:
@@ -264,6 +276,8 @@ async def default_reply(req: ChatRequest, file_bytes: Callable[[str], bytes | No
     calls = _requested_calls(text, req.function_names)
     if calls:
         return Reply(tool_calls=calls)
+    if "web_search" in req.function_names and "search" in text.lower():
+        return Reply(tool_calls=[{"name": "web_search", "arguments": {"query": text}}])
     if user is not None:
         description = await describe_images(user, file_bytes)
         if description is not None:
