@@ -21,6 +21,7 @@ from bot.continuation import asks_to_continue, continuation_request, cut_note
 from bot.conversation_lease import ConversationLeases
 from bot.intake import persist
 from bot.kimi import ChatRequest, Completion, KimiClient, KimiError, ToolCall
+from bot.models import ModelCatalog
 from bot.publisher import StreamPublisher
 from bot.runner import ToolLoop
 from bot.search_tools import SearchTools, sources_block
@@ -119,10 +120,11 @@ class _Recorder:
 class Answer:
     def __init__(self, *, config: Config, store: Store, kimi: KimiClient, tools: ToolRegistry,
                  attachments: AttachmentProcessor, summarizer: Summarizer, leases: ConversationLeases,
-                 clock: Callable[[], datetime]) -> None:
+                 models: ModelCatalog, clock: Callable[[], datetime]) -> None:
         self.config = config
         self.store = store
         self._leases = leases
+        self._models = models
         self._kimi = kimi
         self._tools = tools
         self._attachments = attachments
@@ -157,7 +159,10 @@ class Answer:
         except KimiError as error:
             log.warning("kimi error", extra={"kind": error.kind, "status": error.status,
                                              "conversation": str(message.key)})
-            return await self._failed(attempt, error.user_message, error.kind)
+            text = error.message_for(work.command_prefix)
+            if error.kind == "model_not_found" and self._models.known:
+                text += f" Available: {', '.join(f'`{m}`' for m in self._models.ids())}."
+            return await self._failed(attempt, text, error.kind)
         except Exception:
             log.exception("answer failed", extra={"conversation": str(message.key), "turn": turn.id})
             return await self._failed(attempt, INTERNAL_ERROR, "internal")
@@ -205,7 +210,8 @@ class Answer:
             publisher.append("…")
         request = ChatRequest(
             model=settings.model, messages=messages, tools=self._offered_tools(),
-            thinking=settings.thinking, web_search=settings.web_search, max_tokens=self._max_tokens(built),
+            thinking=settings.thinking, web_search=settings.web_search,
+            max_tokens=self._max_tokens(built, settings.model),
         )
         result = await self._loop.run(request, recorder)
         sources = sources_block(result.sources.cited(result.content))
@@ -245,7 +251,7 @@ class Answer:
 
     def _settings(self, conversation: Conversation) -> _Settings:
         kimi = self.config.kimi
-        model = conversation.model or kimi.model
+        model = conversation.model or self._models.default
         thinking = kimi.thinking if conversation.thinking is None else conversation.thinking
         plan = self._kimi.plan(model, thinking=thinking, web_search=kimi.search is SearchBackend.BUILTIN)
         template = conversation.system_prompt or self.config.bot.system_prompt
@@ -256,13 +262,13 @@ class Answer:
         search = self._search.definitions() if self._search is not None else []
         return [*self._tools.openai_tools(), *search]
 
-    def _prompt_budget(self) -> int:
+    def _prompt_budget(self, model: str) -> int:
         ctx = self.config.context.max_prompt_tokens
-        return ctx or self.config.kimi.context_window - self.config.kimi.max_output_tokens
+        return ctx or self._models.context_window(model) - self.config.kimi.max_output_tokens
 
-    def _max_tokens(self, built: BuiltContext) -> int:
+    def _max_tokens(self, built: BuiltContext, model: str) -> int:
         # Kimi counts prompt + max_tokens against the window, so the output budget shrinks with a long prompt.
-        room = self.config.kimi.context_window - built.estimated_tokens
+        room = self._models.context_window(model) - built.estimated_tokens
         return max(256, min(self.config.kimi.max_output_tokens, room))
 
     async def _context(self, conversation: Conversation, settings: _Settings, message: IncomingMessage,
@@ -270,7 +276,7 @@ class Answer:
         history = [m for m in await self.store.history(conversation.id)
                    if m.seq > conversation.summary_upto_seq and m.status != "streaming"]
         authors = {m.author for m in history if m.role == "user" and m.author}
-        builder = ContextBuilder(self.store.get_attachment, max_prompt_tokens=self._prompt_budget(),
+        builder = ContextBuilder(self.store.get_attachment, max_prompt_tokens=self._prompt_budget(settings.model),
                                  max_images=self.config.context.max_images)
         tools = self._offered_tools()
         built = await builder.build(history, system_prompt=settings.system_prompt, summary=conversation.summary,

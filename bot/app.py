@@ -40,11 +40,19 @@ class Services:
                 log.exception("event pruning failed")
             await asyncio.sleep(every)
 
+    async def refresh_models(self, every: float = 3600.0) -> None:
+        """Kimi's model list, hourly: models come and go (retirements, new releases, account changes)."""
+        while True:
+            await asyncio.sleep(every)
+            await self.engine.models.refresh()
+
     def start_background(self) -> None:
-        """Housekeeping and turn leases (heartbeat, resume sweeps); stopped and awaited by `aclose`."""
+        """Housekeeping, turn leases (heartbeat, resume sweeps) and the model list; stopped and awaited by
+        `aclose`."""
         self.keeper = self.keeper or TurnKeeper(store=self.store, engine=self.engine, config=self.config.turns)
         self._background = [asyncio.create_task(self.maintain(), name="kimibot-maintenance"),
-                            asyncio.create_task(self.keeper.run(), name="kimibot-turn-leases")]
+                            asyncio.create_task(self.keeper.run(), name="kimibot-turn-leases"),
+                            asyncio.create_task(self.refresh_models(), name="kimibot-models")]
 
     async def stop_background(self) -> None:
         tasks, self._background = self._background, []
@@ -89,4 +97,5 @@ async def build_services(config: Config) -> Services:
         raise ConfigError(f"storage.url: cannot open the database: {type(exc).__name__}: {exc}") from exc
     kimi = kimi_client(config, api_key)
     engine = Engine(config=config, store=store, kimi=kimi, tools=tools)
+    await engine.models.refresh()  # a default the account lacks is reported now, once, not at every message
     return Services(config=config, store=store, kimi=kimi, tools=tools, engine=engine)

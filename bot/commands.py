@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from bot.access import AccessPolicy
 from bot.config import Config, SearchBackend
 from bot.kimi import KimiClient
+from bot.models import ModelCatalog
 from bot.scheduler import TurnScheduler
 from bot.types import IncomingMessage
 from bot.usage import format_summary
@@ -58,11 +59,13 @@ def help_text(prefix: str) -> str:
 
 
 class CommandHandler:
-    def __init__(self, *, config: Config, store: Store, kimi: KimiClient, scheduler: TurnScheduler) -> None:
+    def __init__(self, *, config: Config, store: Store, kimi: KimiClient, scheduler: TurnScheduler,
+                 models: ModelCatalog) -> None:
         self._config = config
         self._store = store
         self._kimi = kimi
         self._scheduler = scheduler
+        self._models = models
 
     async def run(self, message: IncomingMessage, command: Command, access: AccessPolicy,
                   prefix: str = "!") -> str:
@@ -78,20 +81,27 @@ class CommandHandler:
             return "Started a fresh conversation. Earlier messages stay in the log but are no longer sent to Kimi."
         if command.name == "usage":
             return await self._usage(message, conversation.id)
-        model = conversation.model or self._config.kimi.model
+        model = conversation.model or self._models.default
         thinking = self._config.kimi.thinking if conversation.thinking is None else conversation.thinking
         if command.name == "model":
+            available = self._available()
             if not command.args:
-                return f"This conversation uses `{model}`. Admins can change it with `{prefix}model <id>`."
+                return f"This conversation uses `{model}`. Admins can change it with `{prefix}model <id>`.{available}"
             if not access.is_admin(message):
                 return "Only admins can change the model."
             if not MODEL_ID.match(command.args):
-                return f"`{command.args[:80]}` doesn't look like a model id (for example `kimi-k2.6`)."
+                return f"`{command.args[:80]}` doesn't look like a model id (for example `kimi-k2.6`).{available}"
+            if not self._models.allows(command.args):
+                return f"`{command.args}` is not available to this Kimi account.{available}"
             await self._store.update_settings(conversation.id, model=command.args)
             return f"This conversation now uses `{command.args}`."
         if command.name == "think":
             return await self._think(conversation.id, command.args, model, thinking)
         return await self._system(message, conversation.id, command.args, conversation.system_prompt, access)
+
+    def _available(self) -> str:
+        ids = self._models.ids()
+        return f" Available: {', '.join(f'`{m}`' for m in ids)}." if ids else ""
 
     async def _think(self, conversation_id: int, args: str, model: str, thinking: bool) -> str:
         choice = args.lower()

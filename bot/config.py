@@ -52,9 +52,11 @@ class ModelPrice(_Section):
 
 
 def _default_prices() -> dict[str, ModelPrice]:
-    # kimi-k2.5's published price; the others are placeholders an operator should check.
-    k25 = ModelPrice(input=0.60, cached_input=0.10, output=3.00)
-    return {"kimi-k2.5": k25, "kimi-k2.6": k25}
+    # kimi-k2.5 and kimi-k3 as Moonshot publishes them; kimi-k2.6 as the providers that serve it at list price
+    # publish it (Moonshot's own page for it was not readable here). An operator should check them.
+    return {"kimi-k2.5": ModelPrice(input=0.60, cached_input=0.10, output=3.00),
+            "kimi-k2.6": ModelPrice(input=0.95, cached_input=0.16, output=4.00),
+            "kimi-k3": ModelPrice(input=3.00, cached_input=0.30, output=15.00)}
 
 
 class PricingConfig(_Section):
@@ -74,7 +76,9 @@ class SearchBackend(enum.StrEnum):
 class KimiConfig(_Section):
     api_key: SecretStr | None = None
     base_url: str = "https://api.moonshot.ai/v1"
-    model: str = "kimi-k2.5"
+    # kimi-k2.5 is closed to newly registered accounts; when the account lacks the configured model, the best
+    # K2 model it has is used instead (bot/models.py).
+    model: str = "kimi-k2.6"
     thinking: bool = False
     search: SearchBackend = SearchBackend.TOOLS
     # Models that reject $web_search while thinking is on (search = "builtin" only).

@@ -23,6 +23,7 @@ from bot.context import utc_now
 from bot.conversation_lease import ConversationLeases
 from bot.intake import Intake, IntakeLost
 from bot.kimi import Completion, KimiClient
+from bot.models import ModelCatalog
 from bot.replica import Replica
 from bot.scheduler import Ticket, TurnScheduler
 from bot.splitting import split_message
@@ -60,10 +61,12 @@ class Engine:
         self._scheduler = scheduler or TurnScheduler(config.bot.busy_policy, config.bot.max_queued)
         attachments = AttachmentProcessor(store=store, kimi=kimi, images=config.images, context=config.context)
         self._leases = ConversationLeases(store, self.replica, config.turns, clock)
+        self.models = ModelCatalog(kimi, config.kimi)
         self._answer = Answer(config=config, store=store, kimi=kimi, tools=tools, attachments=attachments,
                               summarizer=Summarizer(kimi, store, self._record_usage), leases=self._leases,
-                              clock=clock)
-        self._commands = CommandHandler(config=config, store=store, kimi=kimi, scheduler=self._scheduler)
+                              models=self.models, clock=clock)
+        self._commands = CommandHandler(config=config, store=store, kimi=kimi, scheduler=self._scheduler,
+                                        models=self.models)
         self._intake = Intake(store, config.turns, self.replica)
         self._works: dict[int, TurnWork] = {}
         self._resumers: dict[str, TurnResumer] = {}

@@ -10,7 +10,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 
 def test_example_config_is_valid_and_documents_defaults() -> None:
     config = load_config(EXAMPLE, env={})
-    assert config.kimi.model == "kimi-k2.5"
+    assert config.kimi.model == "kimi-k2.6"
     assert config.kimi.base_url == "https://api.moonshot.ai/v1"
     assert config.storage.url.startswith("sqlite")
     assert [t.path for t in config.tools.custom] == ["bot.tools.clock:current_time", "bot.tools.web:fetch_page"]

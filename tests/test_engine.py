@@ -43,7 +43,7 @@ async def test_answer_is_streamed_stored_and_costed(harness: Harness) -> None:
     first = harness.kimi.requests[0]
     system = first["messages"][0]
     assert system["role"] == "system" and "Today is" in system["content"] and "{date}" not in system["content"]
-    assert first["model"] == "kimi-k2.5"
+    assert first["model"] == "kimi-k2.6"
 
 
 async def test_multi_turn_history_is_sent(harness: Harness) -> None:

@@ -13,13 +13,13 @@ from tests.fixtures.engine import DEFAULT_TOOLS, Harness, build_harness
 
 
 async def test_model_think_and_system_change_the_next_request(harness: Harness) -> None:
-    _, surface = await harness.ask("!model kimi-k2.6")
-    assert "kimi-k2.6" in surface.visible_text()
+    _, surface = await harness.ask("!model kimi-k2.5")
+    assert "kimi-k2.5" in surface.visible_text()
     await harness.ask("!think on")
     await harness.ask("!system You are a pirate. Today is {date}.")
     await harness.ask("hello")
     request = harness.kimi.requests[-1]
-    assert request["model"] == "kimi-k2.6"
+    assert request["model"] == "kimi-k2.5"
     assert request["thinking"] == {"type": "enabled"}
     assert request["messages"][0]["content"].startswith("You are a pirate. Today is ")
     # The search tools work while thinking, on every model.
@@ -27,7 +27,7 @@ async def test_model_think_and_system_change_the_next_request(harness: Harness) 
 
 
 async def test_thinking_on_k25_drops_the_builtin_web_search_and_says_so(kimi: FakeKimi, store: Store) -> None:
-    harness = await build_harness(kimi, store, kimi={"search": "builtin"})
+    harness = await build_harness(kimi, store, kimi={"search": "builtin", "model": "kimi-k2.5"})
     try:
         _, surface = await harness.ask("!think on")
         assert "web search is unavailable" in surface.visible_text()
@@ -51,8 +51,10 @@ async def test_k26_searches_while_thinking_with_the_builtin_too(kimi: FakeKimi, 
 
 
 async def test_settings_are_per_conversation(harness: Harness) -> None:
-    await harness.ask("!model kimi-k2.6", thread="a")
+    await harness.ask("!model kimi-k2.5", thread="a")
     await harness.ask("hi", thread="b")
+    assert harness.kimi.requests[-1]["model"] == "kimi-k2.6"
+    await harness.ask("hi", thread="a")
     assert harness.kimi.requests[-1]["model"] == "kimi-k2.5"
 
 

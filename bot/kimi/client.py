@@ -75,6 +75,14 @@ class KimiClient:
     async def aclose(self) -> None:
         await self._sdk.close()
 
+    async def list_models(self) -> list[dict[str, Any]]:
+        """`GET /v1/models` with Kimi's extra fields (context_length, supports_*), as plain dicts."""
+        try:
+            page = await self._sdk.models.list()
+        except openai.OpenAIError as exc:
+            raise classify(exc, model="models", endpoint="models") from exc
+        return [item.model_dump() for item in page.data]
+
     def search_api(self) -> KimiSearchApi:
         """Kimi's search and fetch endpoints on this client's connection, key and timeouts."""
         return KimiSearchApi(self._sdk)

@@ -24,7 +24,7 @@ KINDS: dict[str, _Kind] = {
     "not_found": _Kind(False, "Kimi's {model} service could not find what I asked it for (HTTP 404; an upload may "
                        "have expired). Please try again."),
     "model_not_found": _Kind(False, "The model `{model}` is not available to this Kimi account (it may be retired). "
-                             "An admin can switch with the `model` command, e.g. `model kimi-k2.6`."),
+                             "An admin can switch with `{prefix}model <id>`, e.g. `{prefix}model kimi-k2.6`."),
     "rate_limited": _Kind(True, "Kimi is rate-limiting this bot right now. Please try again{when}."),
     "quota": _Kind(False, "The Kimi account behind this bot is out of balance or quota. "
                    "An admin needs to top it up; answers resume once it is recharged."),
@@ -56,8 +56,12 @@ class KimiError(Exception):
 
     @property
     def user_message(self) -> str:
+        return self.message_for("!")
+
+    def message_for(self, prefix: str) -> str:
+        """The sentence for the chat, naming commands as the user's surface spells them (`!model`, `/model`)."""
         when = f" in {round(self.retry_after)} s" if self.retry_after else " in a moment"
-        return KINDS[self.kind].text.format(model=self.model, detail=self.detail[:200], when=when)
+        return KINDS[self.kind].text.format(model=self.model, detail=self.detail[:200], when=when, prefix=prefix)
 
 
 def _body_error(exc: openai.APIStatusError) -> tuple[str, str]:
