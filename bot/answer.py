@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from bot.attachments import AttachmentProcessor, with_file_texts
+from bot.compaction import Compactor, PromptShape, cache_key
 from bot.config import Config, SearchBackend
-from bot.context import BuiltContext, ContextBuilder, render_system_prompt
+from bot.context import BuiltContext, render_system_prompt
 from bot.continuation import asks_to_continue, continuation_request, cut_note
 from bot.conversation_lease import ConversationLeases
 from bot.intake import persist
@@ -25,7 +26,6 @@ from bot.models import ModelCatalog
 from bot.publisher import StreamPublisher
 from bot.runner import ToolLoop
 from bot.search_tools import SearchTools, sources_block
-from bot.summarize import Summarizer
 from bot.tools.registry import ToolRegistry, ToolResult
 from bot.turn_work import Interruption, TurnWork
 from bot.types import IncomingMessage, PublishOptions, TurnOutcome
@@ -119,7 +119,7 @@ class _Recorder:
 
 class Answer:
     def __init__(self, *, config: Config, store: Store, kimi: KimiClient, tools: ToolRegistry,
-                 attachments: AttachmentProcessor, summarizer: Summarizer, leases: ConversationLeases,
+                 attachments: AttachmentProcessor, compactor: Compactor, leases: ConversationLeases,
                  models: ModelCatalog, clock: Callable[[], datetime]) -> None:
         self.config = config
         self.store = store
@@ -128,7 +128,7 @@ class Answer:
         self._kimi = kimi
         self._tools = tools
         self._attachments = attachments
-        self._summarizer = summarizer
+        self._compactor = compactor
         self._clock = clock
         self._search = SearchTools(kimi.search_api()) if config.kimi.search is SearchBackend.TOOLS else None
         self._loop = ToolLoop(kimi, tools, max_rounds=config.kimi.max_tool_rounds, search=self._search)
@@ -147,8 +147,8 @@ class Answer:
             min_edit_interval=options.min_edit_interval or self.config.bot.edit_interval,
             adopt=turn.platform_message_ids, on_messages=record_ids,
         )
-        status = RESTARTED_STATUS if work.resumed else "Waiting for the previous answer…" if work.queued else (
-            "Reading your files…" if message.attachments else "Thinking…")
+        # Posted when the turn's time comes, so an earlier place in the queue is already over by then.
+        status = RESTARTED_STATUS if work.resumed else "Reading your files…" if message.attachments else "Thinking…"
         await publisher.start(status)
         attempt = _Attempt(work, publisher)
         try:
@@ -202,18 +202,23 @@ class Answer:
         settings = self._settings(conversation)
         publisher.set_status("Thinking…")
         cut = await self._cut_answer(conversation, message) if asks_to_continue(message.text) else None
-        built = await self._context(conversation, settings, message, notes)
+        shape = PromptShape(model=settings.model, system_prompt=settings.system_prompt, thinking=settings.thinking,
+                            web_search=settings.web_search, tools=self._offered_tools(),
+                            cache_key=cache_key(conversation))
+        built = await self._compactor.build(conversation, shape, message, notes)
         messages = built.messages
         if cut is not None:
             # Partial mode with thinking on is unconfirmed (reference §9.1): then a plain follow-up instead.
             messages = continuation_request(messages, partial=not settings.thinking)
             publisher.append("…")
         request = ChatRequest(
-            model=settings.model, messages=messages, tools=self._offered_tools(),
-            thinking=settings.thinking, web_search=settings.web_search,
-            max_tokens=self._max_tokens(built, settings.model),
+            model=settings.model, messages=messages, tools=shape.tools, thinking=settings.thinking,
+            web_search=settings.web_search, max_tokens=self._max_tokens(conversation, built, settings.model),
+            cache_key=shape.cache_key,
         )
         result = await self._loop.run(request, recorder)
+        if cut is None and result.completions:
+            self._compactor.observe(conversation.id, built, result.completions[0])
         sources = sources_block(result.sources.cited(result.content))
         if result.hit_round_limit:
             notes.append("I reached the limit of tool rounds for one answer.")
@@ -262,37 +267,11 @@ class Answer:
         search = self._search.definitions() if self._search is not None else []
         return [*self._tools.openai_tools(), *search]
 
-    def _prompt_budget(self, model: str) -> int:
-        ctx = self.config.context.max_prompt_tokens
-        return ctx or self._models.context_window(model) - self.config.kimi.max_output_tokens
-
-    def _max_tokens(self, built: BuiltContext, model: str) -> int:
+    def _max_tokens(self, conversation: Conversation, built: BuiltContext, model: str) -> int:
         # Kimi counts prompt + max_tokens against the window, so the output budget shrinks with a long prompt.
-        room = self._models.context_window(model) - built.estimated_tokens
+        prompt = self._compactor.estimate(conversation.id, built.estimated_tokens, built.tool_tokens)
+        room = self._models.context_window(model) - prompt
         return max(256, min(self.config.kimi.max_output_tokens, room))
-
-    async def _context(self, conversation: Conversation, settings: _Settings, message: IncomingMessage,
-                       notes: list[str]) -> BuiltContext:
-        history = [m for m in await self.store.history(conversation.id)
-                   if m.seq > conversation.summary_upto_seq and m.status != "streaming"]
-        authors = {m.author for m in history if m.role == "user" and m.author}
-        builder = ContextBuilder(self.store.get_attachment, max_prompt_tokens=self._prompt_budget(settings.model),
-                                 max_images=self.config.context.max_images)
-        tools = self._offered_tools()
-        built = await builder.build(history, system_prompt=settings.system_prompt, summary=conversation.summary,
-                                    tools=tools, multi_author=len(authors) > 1)
-        if not built.dropped:
-            return built
-        summary = None
-        if self.config.context.summarize:
-            summary = await self._summarizer.summarize(conversation, message, built.dropped, settings.model)
-        if summary is None:
-            notes.append(f"I left out {len(built.dropped)} older messages to fit Kimi's context.")
-            return built
-        notes.append(f"I summarized {len(built.dropped)} older messages to fit Kimi's context.")
-        kept = [m for m in history if m.seq > built.dropped[-1].seq]
-        return await builder.build(kept, system_prompt=settings.system_prompt, summary=summary, tools=tools,
-                                   multi_author=len(authors) > 1)
 
     async def record_usage(self, conversation: Conversation, message: IncomingMessage,
                            completion: Completion) -> None:

@@ -114,6 +114,11 @@ class ContextConfig(_Section):
     # 0 means: the model's window minus the output budget.
     max_prompt_tokens: int = Field(default=0, ge=0)
     summarize: bool = True
+    # Once the prompt budget is reached, compact down to this share of it (a large step keeps the cached
+    # prompt start stable for many turns).
+    compact_to: float = Field(default=0.5, ge=0.1, le=0.9)
+    # Within this share of the budget either side, Kimi's estimate endpoint counts the prompt exactly.
+    count_exactly_within: float = Field(default=0.1, ge=0.0, le=0.5)
     max_images: int = Field(default=8, ge=0)
     max_images_per_message: int = Field(default=6, ge=0)
     max_message_chars: int = Field(default=60_000, ge=100)

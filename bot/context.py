@@ -50,9 +50,10 @@ class Turn:
 @dataclass(slots=True)
 class BuiltContext:
     messages: list[dict[str, Any]]
-    estimated_tokens: int
+    estimated_tokens: int  # the guess, tool definitions included
     dropped: list[StoredMessage]
     images_omitted: int
+    tool_tokens: int = 0  # the guess for the tool definitions alone
 
 
 AttachmentLoader = Callable[[int], Awaitable[StoredAttachment | None]]
@@ -98,6 +99,48 @@ def _without_tools(message: StoredMessage) -> StoredMessage:
     return replace(message, tool_calls=None)
 
 
+@dataclass(slots=True)
+class Layout:
+    """A conversation's history as it would be sent: the fixed head (system prompt, summary, tool definitions)
+    and its turns, each with its wire messages and guessed tokens. Compaction chooses how many of the oldest
+    turns to leave out."""
+
+    system: list[dict[str, Any]]
+    fixed_tokens: int
+    tool_tokens: int
+    turns: list[Turn]
+    images_omitted: int
+
+    @property
+    def tokens(self) -> int:
+        return self.fixed_tokens + sum(turn.tokens for turn in self.turns)
+
+    def oldest_to_drop(self, limit: int, scale: Callable[[int], int] = lambda guess: guess) -> int:
+        """How many of the oldest turns to leave out so the rest fits `limit` (guesses corrected by `scale`).
+        The newest turn (the question being answered) always stays; the engine caps its size beforehand."""
+        total = self.fixed_tokens
+        kept = 0
+        for index, turn in enumerate(reversed(self.turns)):
+            if index > 0 and scale(total + turn.tokens) > limit:
+                break
+            total += turn.tokens
+            kept += 1
+        return len(self.turns) - kept
+
+    def messages(self, drop: int = 0) -> list[dict[str, Any]]:
+        return self.system + [wire for turn in self.turns[drop:] for wire in turn.wire]
+
+    def context(self, drop: int = 0) -> BuiltContext:
+        kept = self.turns[drop:]
+        return BuiltContext(
+            messages=self.messages(drop),
+            estimated_tokens=self.fixed_tokens + sum(turn.tokens for turn in kept),
+            dropped=[m for turn in self.turns[:drop] for m in turn.messages],
+            images_omitted=self.images_omitted,
+            tool_tokens=self.tool_tokens,
+        )
+
+
 class ContextBuilder:
     def __init__(self, load_attachment: AttachmentLoader, *, max_prompt_tokens: int, max_images: int) -> None:
         self._load = load_attachment
@@ -106,11 +149,18 @@ class ContextBuilder:
 
     async def build(self, history: Sequence[StoredMessage], *, system_prompt: str, summary: str | None,
                     tools: Sequence[dict[str, Any]], multi_author: bool) -> BuiltContext:
+        """The newest turns that fit the prompt budget by the plain guess."""
+        layout = await self.layout(history, system_prompt=system_prompt, summary=summary, tools=tools,
+                                   multi_author=multi_author)
+        return layout.context(layout.oldest_to_drop(self._max_prompt_tokens))
+
+    async def layout(self, history: Sequence[StoredMessage], *, system_prompt: str, summary: str | None,
+                     tools: Sequence[dict[str, Any]], multi_author: bool) -> Layout:
         system = [{"role": "system", "content": system_prompt}]
         if summary:
             system.append({"role": "system", "content": SUMMARY_HEADER + summary})
-        fixed = sum(estimate_text_tokens(m["content"]) + MESSAGE_OVERHEAD for m in system)
-        fixed += estimate_text_tokens(json.dumps(list(tools))) if tools else 0
+        tool_tokens = estimate_text_tokens(json.dumps(list(tools))) if tools else 0
+        fixed = sum(estimate_text_tokens(m["content"]) + MESSAGE_OVERHEAD for m in system) + tool_tokens
         turns = group_turns(_complete_tool_groups([m for m in history if _worth_sending(m)]))
         image_budget = self._max_images
         images_omitted = 0
@@ -122,23 +172,8 @@ class ContextBuilder:
                 images_omitted += omitted
                 turn.wire.append(wire)
                 turn.tokens += tokens
-        kept: list[Turn] = []
-        total = fixed
-        for index, turn in enumerate(reversed(turns)):
-            # The newest turn (the question being answered) is always sent; the engine caps its size beforehand.
-            if index > 0 and total + turn.tokens > self._max_prompt_tokens:
-                break
-            kept.append(turn)
-            total += turn.tokens
-        kept.reverse()
-        dropped_turns = turns[: len(turns) - len(kept)]
-        messages = system + [wire for turn in kept for wire in turn.wire]
-        return BuiltContext(
-            messages=messages,
-            estimated_tokens=total,
-            dropped=[m for turn in dropped_turns for m in turn.messages],
-            images_omitted=images_omitted,
-        )
+        return Layout(system=system, fixed_tokens=fixed, tool_tokens=tool_tokens, turns=turns,
+                      images_omitted=images_omitted)
 
     async def _wire(self, message: StoredMessage, image_budget: int,
                     multi_author: bool) -> tuple[dict[str, Any], int, int, int]:

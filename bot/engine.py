@@ -18,6 +18,7 @@ from bot.access import ALLOW_ALL, AccessPolicy
 from bot.answer import Answer
 from bot.attachments import AttachmentProcessor
 from bot.commands import Command, CommandHandler, parse_command
+from bot.compaction import Compactor
 from bot.config import Config
 from bot.context import utc_now
 from bot.conversation_lease import ConversationLeases
@@ -62,9 +63,10 @@ class Engine:
         attachments = AttachmentProcessor(store=store, kimi=kimi, images=config.images, context=config.context)
         self._leases = ConversationLeases(store, self.replica, config.turns, clock)
         self.models = ModelCatalog(kimi, config.kimi)
+        self.compactor = Compactor(config=config, store=store, kimi=kimi, models=self.models,
+                                   summarizer=Summarizer(kimi, store, self._record_usage))
         self._answer = Answer(config=config, store=store, kimi=kimi, tools=tools, attachments=attachments,
-                              summarizer=Summarizer(kimi, store, self._record_usage), leases=self._leases,
-                              models=self.models, clock=clock)
+                              compactor=self.compactor, leases=self._leases, models=self.models, clock=clock)
         self._commands = CommandHandler(config=config, store=store, kimi=kimi, scheduler=self._scheduler,
                                         models=self.models)
         self._intake = Intake(store, config.turns, self.replica)
@@ -133,8 +135,7 @@ class Engine:
         if self.draining:
             log.info("question stored for another process (shutting down)", extra={"turn": turn.id})
             return TurnOutcome(status="deferred", text="")
-        return await self._run(ticket, TurnWork(turn, message, surface, queued=ticket.ahead > 0,
-                                                command_prefix=prefix))
+        return await self._run(ticket, TurnWork(turn, message, surface, command_prefix=prefix))
 
     async def _run(self, ticket: Ticket, work: TurnWork) -> TurnOutcome | None:
         self._works[work.turn.id] = work
@@ -211,7 +212,7 @@ class Engine:
                                                           "attempt": turn.attempts})
             async with resumer.surface_for(turn) as surface:
                 message = message_from_record(turn, resumer.attachments_for(turn))
-                await self._run(ticket, TurnWork(turn, message, surface, queued=ticket.ahead > 0, resumed=True))
+                await self._run(ticket, TurnWork(turn, message, surface, resumed=True))
         except Exception:
             log.exception("resuming a turn failed", extra={"turn": turn.id})
         finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from bot.kimi import (
@@ -75,11 +75,10 @@ class ToolLoop:
         shown_any = False
         for round_number in range(self._max_rounds + 1):
             last_round = round_number == self._max_rounds
-            # The last round declares no tools, so the model has to answer with what it has.
-            current = ChatRequest(
-                model=request.model, messages=messages, max_tokens=request.max_tokens, thinking=request.thinking,
-                tools=[] if last_round else request.tools, web_search=request.web_search and not last_round,
-            )
+            # The last round forbids tool calls, so the model has to answer with what it has; the tools stay
+            # declared because they start the prompt, and Kimi's cache keeps that start (reference §8).
+            current = replace(request, messages=messages,
+                              tool_choice="none" if last_round else request.tool_choice)
             completion = await self._one_call(current, sink, separate=shown_any)
             shown_any = shown_any or bool(completion.content)
             result.completions.append(completion)

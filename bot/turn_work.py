@@ -24,7 +24,6 @@ class TurnWork:
     turn: StoredTurn
     message: IncomingMessage
     surface: ReplySurface
-    queued: bool = False
     resumed: bool = False
     started: bool = False  # the answer began (it then closes the turn itself, whatever happens)
     command_prefix: str = "!"  # how this surface spells commands, for hints in the answer

@@ -100,12 +100,14 @@ class ConversationOps(StoreBase):
                 raise LookupError(f"conversation {conversation_id} does not exist")
             await session.commit()
 
-    async def set_summary(self, conversation_id: int, summary: str, upto_seq: int) -> None:
+    async def set_summary(self, conversation_id: int, summary: str | None, upto_seq: int) -> None:
+        """Messages up to `upto_seq` are no longer sent to Kimi; `summary` (if any) stands in for them."""
         async with self._sessions() as session:
             result = await session.execute(
                 update(ConversationRow)
                 .where(ConversationRow.id == conversation_id)
-                .values(summary=valid_text(summary), summary_upto_seq=upto_seq, updated_at=utcnow())
+                .values(summary=valid_text(summary) if summary is not None else None, summary_upto_seq=upto_seq,
+                        updated_at=utcnow())
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise LookupError(f"conversation {conversation_id} does not exist")

@@ -221,10 +221,12 @@ async def test_history_survives_a_restart(kimi, db_url: str) -> None:
 
 async def test_long_history_is_summarized_and_the_user_is_told(kimi, store: Store) -> None:
     h = await build_harness(kimi, store, context={"max_prompt_tokens": 1200})
+    told = []
     for index in range(6):
-        await h.ask(f"fact {index}: " + "lorem ipsum " * 60)
-    _, surface = await h.ask("what do you know?")
-    assert "summarized" in surface.visible_text()
+        _, surface = await h.ask(f"fact {index}: " + "lorem ipsum " * 60)
+        told.append("summarized" in surface.visible_text())
+    await h.ask("what do you know?")
+    assert any(told) and not all(told)
     conversation = await store.get_or_create_conversation(h.message("").key)
     assert conversation.summary and conversation.summary_upto_seq > 0
     sent = kimi.requests[-1]["messages"]
@@ -234,10 +236,12 @@ async def test_long_history_is_summarized_and_the_user_is_told(kimi, store: Stor
 
 async def test_trimming_without_summaries_says_so(kimi, store: Store) -> None:
     h = await build_harness(kimi, store, context={"max_prompt_tokens": 1200, "summarize": False})
+    told = []
     for index in range(6):
-        await h.ask(f"fact {index}: " + "lorem ipsum " * 60)
-    _, surface = await h.ask("what do you know?")
-    assert "left out" in surface.visible_text()
+        _, surface = await h.ask(f"fact {index}: " + "lorem ipsum " * 60)
+        told.append("left out" in surface.visible_text())
+    await h.ask("what do you know?")
+    assert any(told)
     assert all(m["role"] != "system" or "Summary" not in m["content"] for m in kimi.requests[-1]["messages"])
     await h.client.aclose()
 
@@ -272,3 +276,17 @@ async def test_reply_chain_finds_the_conversation_of_a_bot_message(harness: Harn
     key = await harness.engine.conversation_of("test", outcome.message_ids[0])
     assert key is not None and key.thread == "chain"
     assert await harness.engine.conversation_of("test", "unknown") is None
+
+
+async def test_the_last_tool_round_forbids_calls_but_keeps_the_tools_declared(kimi: FakeKimi, store: Store) -> None:
+    h = await build_harness(kimi, store, kimi={"max_tool_rounds": 1})
+    for _ in range(2):
+        kimi.enqueue(Reply(tool_calls=[{"name": "current_time", "arguments": {}}]))
+    outcome, surface = await h.ask("what time is it, twice over?")
+    await h.engine.shutdown()
+    await h.client.aclose()
+    assert outcome.status == "complete"
+    assert "limit of tool rounds" in surface.visible_text()
+    first, last = kimi.requests[-2], kimi.requests[-1]
+    assert last["tool_choice"] == "none" and "tool_choice" not in first
+    assert last["tools"] == first["tools"]

@@ -6,6 +6,7 @@ from bot.access import AccessPolicy
 from bot.config import AccessConfig
 from bot.engine import Engine
 from bot.scheduler import TurnScheduler
+from bot.summarize import INSTRUCTION
 from bot.tools.registry import ToolRegistry
 from storage.store import Store
 from tests.fakes.kimi import FakeKimi
@@ -120,13 +121,24 @@ async def test_full_queue_is_refused_clearly(kimi: FakeKimi, store: Store) -> No
 
 async def test_summary_failure_falls_back_to_leaving_turns_out(kimi: FakeKimi, store: Store) -> None:
     h = await build_harness(kimi, store, context={"max_prompt_tokens": 1200})
-    for index in range(5):
-        await h.ask(f"fact {index}: " + "lorem ipsum " * 60)
-    before = await store.get_or_create_conversation(h.message("").key)
-    kimi.fail_next("server")  # the next request is the summary's; the answer's own request then succeeds
-    outcome, surface = await h.ask("what do you know?")
-    assert outcome.status == "complete"
-    assert "left out" in surface.visible_text()
-    after = await store.get_or_create_conversation(h.message("").key)
+    kimi.fail_next("server", when=is_summary_request)
+    key = h.message("").key
+    for index in range(8):
+        before = await store.get_or_create_conversation(key)
+        outcome, surface = await h.ask(f"fact {index}: " + "lorem ipsum " * 60)
+        assert outcome.status == "complete"
+        if "left out" in surface.visible_text():
+            break
+    else:
+        raise AssertionError("the thread never outgrew the budget")
+    after = await store.get_or_create_conversation(key)
     assert (after.summary, after.summary_upto_seq) == (before.summary, before.summary_upto_seq)
+    # Nothing was lost for good: the next turn summarizes them after all.
+    _, surface = await h.ask("what do you know?")
+    assert "summarized" in surface.visible_text()
     await h.client.aclose()
+
+
+def is_summary_request(body: dict[str, object]) -> bool:
+    messages = body.get("messages")
+    return isinstance(messages, list) and bool(messages) and messages[-1].get("content") == INSTRUCTION

@@ -76,7 +76,7 @@ class SlashHandler:
         if await self._refused(interaction, message):
             return
         await interaction.response.defer(thinking=True)
-        await self._engine.handle(message, surface, access=self._access)
+        await self._engine.handle(message, surface, access=self._access, command_prefix=self._prefix)
 
     async def command(self, interaction: discord.Interaction, name: str, args: str = "", *,
                       private: bool = False) -> None:

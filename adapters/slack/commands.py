@@ -120,6 +120,6 @@ class SlashCommands:
                                   reply=adapter.reply_address(team, channel, parent_ts, user))
         surface = adapter.surface(team, channel, parent_ts, user)
         try:
-            await adapter.services.engine.handle(message, surface, access=adapter.access, command_prefix="!")
+            await adapter.services.engine.handle(message, surface, access=adapter.access, command_prefix=prefix)
         finally:
             surface.release()

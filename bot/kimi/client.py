@@ -38,6 +38,8 @@ WEB_SEARCH_TOOL: dict[str, Any] = {"type": "builtin_function", "function": {"nam
 REASONING_PLACEHOLDER = " "
 # Retrying a rate limit only helps when Kimi says it clears soon; longer waits are the user's call.
 MAX_RETRY_WAIT = 20.0
+# The exact count is an optimisation: when it is slow, the guess decides.
+COUNT_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,26 @@ class KimiClient:
             raise classify(exc, model="models", endpoint="models") from exc
         return [item.model_dump() for item in page.data]
 
+    async def count_tokens(self, model: str, messages: list[dict[str, Any]], *, thinking: bool) -> int:
+        """Kimi's own count of a prompt's messages (`POST /v1/tokenizers/estimate-token-count`, reference §6.1).
+        Tools are left out: whether the endpoint takes or counts them is unconfirmed."""
+        body = {"model": model, "messages": _wire_messages(messages, thinking=thinking)}
+        try:
+            async with asyncio.timeout(COUNT_TIMEOUT):
+                response = await self._sdk.post("/tokenizers/estimate-token-count", body=body,
+                                                cast_to=httpx.Response)
+        except openai.OpenAIError as exc:
+            raise classify(exc, model=model, endpoint="tokenizers") from exc
+        except TimeoutError as exc:
+            raise KimiError("timeout", model=model, detail="token count timed out") from exc
+        try:
+            total = response.json()["data"]["total_tokens"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise KimiError("bad_request", model=model, detail="token count without data.total_tokens") from exc
+        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+            raise KimiError("bad_request", model=model, detail="token count is not a count")
+        return total
+
     def search_api(self) -> KimiSearchApi:
         """Kimi's search and fetch endpoints on this client's connection, key and timeouts."""
         return KimiSearchApi(self._sdk)
@@ -110,6 +132,10 @@ class KimiClient:
         }
         if tools:
             kwargs["tools"] = tools
+            if request.tool_choice is not None:
+                kwargs["tool_choice"] = request.tool_choice
+        if request.cache_key is not None:
+            kwargs["extra_body"]["prompt_cache_key"] = request.cache_key
         return kwargs
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[KimiEvent]:

@@ -16,6 +16,9 @@ class ChatRequest:
     thinking: bool = False
     web_search: bool = False
     max_tokens: int = 16_384
+    # Routes a conversation's calls to the same cache (reference §8): its stable prefix is then billed as cached.
+    cache_key: str | None = None
+    tool_choice: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

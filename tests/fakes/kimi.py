@@ -88,6 +88,9 @@ class FakeKimi:
         self.context_window = context_window
         self.balance = balance
         self.requests: list[dict[str, Any]] = []
+        # (request body, usage object) of every answered chat request; the estimate endpoint's request bodies.
+        self.served: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self.token_counts: list[dict[str, Any]] = []
         # (answer content, {"first_content": t, "last_content": t}) per streamed answer, for benchmarks.
         self.stream_marks: list[tuple[str, dict[str, float]]] = []
         self._host = host
@@ -148,15 +151,23 @@ class FakeKimi:
         """Answer the next valid chat request with `reply` (FIFO, before the default responder)."""
         self._replies.append(reply)
 
-    def fail_next(self, kind: str, count: int = 1, **kw: Any) -> None:
+    def fail_next(self, kind: str, count: int = 1, *, when: Callable[[dict[str, Any]], bool] | None = None,
+                  **kw: Any) -> None:
         """Fail the next `count` chat requests. kinds: auth, not_found, rate_limit (retry_after=1), quota,
         overloaded, server, content_filter, context, cut (after_chunks=3 content/tool-call chunks; reasoning
         chunks are not counted), hang (connection accepted, no answer until stop()), stall (after_chunks=3,
         then silence for `seconds`, default until stop(), the connection left open); `message=` overrides the
-        error text."""
+        error text. With `when`, only requests whose JSON body it accepts take the fault."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
-        self._faults.extend(Fault(kind, dict(kw)) for _ in range(count))
+        self._faults.extend(Fault(kind, dict(kw), when) for _ in range(count))
+
+    def _take_fault(self, body: Any) -> Fault | None:
+        for fault in self._faults:
+            if fault.when is None or (isinstance(body, dict) and fault.when(body)):
+                self._faults.remove(fault)
+                return fault
+        return None
 
     @property
     def files(self) -> list[FakeFile]:
@@ -194,7 +205,7 @@ class FakeKimi:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._json(request)
         self.requests.append(body)
-        fault = self._faults.popleft() if self._faults else None
+        fault = self._take_fault(body)
         if fault is not None and fault.kind in IMMEDIATE_FAULTS:
             raise fault.error(model=str(body.get("model")), window=self.context_window, requested=0)
         if fault is not None and fault.kind == "hang":
@@ -208,6 +219,7 @@ class FakeKimi:
         stall = (int(fault.kw.get("after_chunks", 3)), float(fault.kw.get("seconds", 1e9))) \
             if fault is not None and fault.kind == "stall" else None
         usage = self._usage(req, answer)
+        self.served.append((body, usage))
         env = Envelope.new(req.model)
         logger.debug(
             "fake kimi answer",
@@ -227,7 +239,7 @@ class FakeKimi:
         completion = reply.completion_tokens
         if completion is None:
             completion = completion_tokens(answer.content, answer.reasoning, answer.tool_calls)
-        cached = self._cache.cached_tokens(req.messages)
+        cached = self._cache.cached_tokens(req.messages, req.tools, req.cache_key)
         cached = reply.cached_tokens if reply.cached_tokens is not None else min(cached, prompt)
         return usage_body(prompt, completion, cached)
 
@@ -286,6 +298,7 @@ class FakeKimi:
 
     async def _estimate(self, request: web.Request) -> web.Response:
         body = await self._json(request)
+        self.token_counts.append(body)
         model = body.get("model") if isinstance(body, dict) else None
         if model not in self.models or model in self.retired:
             raise model_not_found(str(model))

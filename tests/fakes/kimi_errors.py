@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,7 @@ class Fault:
 
     kind: str
     kw: dict[str, Any] = field(default_factory=dict)
+    when: Callable[[dict[str, Any]], bool] | None = None
 
     def error(self, *, model: str, window: int, requested: int) -> KimiError:
         custom = self.kw.get("message")

@@ -10,7 +10,7 @@ import io
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -86,6 +86,9 @@ def normalise_calls(calls: list[dict[str, Any]], first_index: int) -> list[dict[
 
 def resolve(reply: Reply, req: ChatRequest) -> Answer:
     calls = normalise_calls(reply.tool_calls, _history_call_count(req))
+    if calls and req.body.get("tool_choice") == "none":
+        # The model cannot call tools then; it writes what it can instead.
+        calls, reply = [], replace(reply, tool_calls=[], content=reply.content or "Without tools: my best answer.")
     reasoning = reply.reasoning
     if reasoning is None and req.thinking:
         reasoning = default_reasoning(req)
@@ -250,6 +253,15 @@ async def describe_images(message: dict[str, Any], file_bytes: Callable[[str], b
     return f"I see {len(urls)} {noun}: {', '.join(descriptions)}."
 
 
+SUMMARY_CHARS = 1600
+
+
+def _asks_for_summary(req: ChatRequest, last_user_text: str) -> bool:
+    first = req.messages[0] if req.messages else {}
+    system = str(first.get("content") or "") if first.get("role") == "system" else ""
+    return last_user_text.startswith("Summarize") or system.startswith("Summarize")
+
+
 async def default_reply(req: ChatRequest, file_bytes: Callable[[str], bytes | None]) -> Reply:
     if req.messages[-1].get("role") == "tool":
         return Reply(content=_tool_results(req))
@@ -264,6 +276,11 @@ async def default_reply(req: ChatRequest, file_bytes: Callable[[str], bytes | No
         return Reply(content=prefix + " (and that is all).")
     user = last_user(req)
     text = user_text(user) if user else ""
+    if _asks_for_summary(req, text):
+        # About what a model writes when asked for at most 300 words.
+        return Reply(content="Summary: " + long_text(SUMMARY_CHARS))
+    if req.body.get("tool_choice") == "none":
+        return Reply(content=f"Echo: {text}")
     if req.web_search and "search" in text.lower():
         searches = sum(
             1

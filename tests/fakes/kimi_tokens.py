@@ -3,7 +3,7 @@
 The real tokenizer is not available offline, so the fake uses a documented, reproducible rule that tests can
 recompute:
 
-* text: ceil(characters / 4)
+* text: ceil(ASCII characters / 4 + other characters / 1.5) (CJK packs fewer characters per token than English)
 * every message: MESSAGE_OVERHEAD_TOKENS, plus its text content (string or text parts), plus
   IMAGE_TOKENS per image part / VIDEO_TOKENS per video part, plus name + arguments of each tool call
   (reasoning_content is not counted: K2.5 drops historical reasoning)
@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 CHARS_PER_TOKEN = 4
+OTHER_CHARS_PER_TOKEN = 1.5
 MESSAGE_OVERHEAD_TOKENS = 4
 IMAGE_TOKENS = 1024
 VIDEO_TOKENS = 4096
 
 
 def text_tokens(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
+    ascii_count = len(text) if text.isascii() else sum(1 for ch in text if ord(ch) < 128)
+    return math.ceil(ascii_count / CHARS_PER_TOKEN + (len(text) - ascii_count) / OTHER_CHARS_PER_TOKEN)
 
 
 def _part_tokens(part: Any) -> int:
@@ -84,20 +87,33 @@ def message_key(message: dict[str, Any]) -> str:
 
 
 class PrefixCache:
-    """Remembers message sequences of served requests; cached tokens = tokens of the longest shared prefix."""
+    """Kimi's automatic prefix cache, roughly: cached tokens = tokens of the longest prefix (the tool definitions,
+    then whole messages) shared with a recent request of the same partition.
 
-    def __init__(self) -> None:
-        self._seen: list[tuple[str, ...]] = []
+    Requests that send a `prompt_cache_key` share a partition per key; requests without one share a single
+    partition that keeps only the newest `capacity` prompts, so a busy bot that sends no keys evicts its own
+    conversations' prefixes. A changed tool list shares nothing, as it comes first in the prompt.
+    """
 
-    def cached_tokens(self, messages: Sequence[dict[str, Any]]) -> int:
-        keys = tuple(message_key(m) for m in messages)
-        best = 0
-        for earlier in self._seen:
-            shared = 0
-            for mine, theirs in zip(keys, earlier, strict=False):
-                if mine != theirs:
-                    break
-                shared += 1
-            best = max(best, shared)
-        self._seen.append(keys)
-        return sum(message_tokens(m) for m in messages[:best])
+    def __init__(self, capacity: int = 32) -> None:
+        self._capacity = capacity
+        self._partitions: dict[str, deque[tuple[str, ...]]] = {}
+
+    def cached_tokens(self, messages: Sequence[dict[str, Any]], tools: Sequence[Any] | None = None,
+                      key: str | None = None) -> int:
+        keys = (json.dumps(list(tools or []), sort_keys=True), *(message_key(m) for m in messages))
+        partition = self._partitions.setdefault(key or "", deque(maxlen=self._capacity))
+        best = max((_shared(keys, earlier) for earlier in partition), default=0)
+        partition.append(keys)
+        if best == 0:
+            return 0
+        return tools_tokens(tools) + sum(message_tokens(m) for m in messages[: best - 1])
+
+
+def _shared(mine: tuple[str, ...], theirs: tuple[str, ...]) -> int:
+    shared = 0
+    for a, b in zip(mine, theirs, strict=False):
+        if a != b:
+            break
+        shared += 1
+    return shared

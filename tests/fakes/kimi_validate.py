@@ -39,6 +39,7 @@ class ChatRequest:
     web_search: bool = False
     search_tokens: int = 0
     prompt_tokens: int = 0
+    cache_key: str | None = None
 
 
 def _fixed_params(body: dict[str, Any], thinking: bool) -> None:
@@ -234,6 +235,9 @@ def parse_chat_request(
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise invalid(f"Invalid request: max_tokens must be a positive integer (got {max_tokens!r})")
     options = body.get("stream_options") or {}
+    cache_key = body.get("prompt_cache_key")
+    if cache_key is not None and not isinstance(cache_key, str):
+        raise invalid(f"Invalid request: prompt_cache_key must be a string (got {type(cache_key).__name__})")
     req = ChatRequest(
         body=body,
         model=model,
@@ -243,6 +247,7 @@ def parse_chat_request(
         stream=bool(body.get("stream")),
         include_usage=bool(options.get("include_usage")) if isinstance(options, dict) else False,
         max_tokens=max_tokens,
+        cache_key=cache_key,
     )
     _tools(req)
     _tool_choice(body, req)
