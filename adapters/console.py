@@ -19,8 +19,10 @@ from bot.budget import UnlimitedBudget
 from bot.config import Config
 from bot.types import IncomingAttachment, IncomingMessage, PublishOptions
 
-HELP = """Commands: /image PATH [question] attaches a picture (or a text/PDF file); /reset, /model [id],
-/think on|off, /system [text], /usage, /help; /quit leaves. Anything else is sent to Kimi."""
+HELP = """Commands: /file PATH [question] attaches a picture, video, text, PDF, Office or ebook file (/image does
+the same); /reset, /model [id], /think on|off, /system [text], /usage, /help; /quit leaves. Anything else is sent
+to Kimi."""
+FILE_COMMANDS = ("/file", "/image")
 
 
 class ConsoleSurface:
@@ -107,8 +109,8 @@ class ConsoleChat:
         if not line:
             return
         attachments: tuple[IncomingAttachment, ...] = ()
-        if line.startswith("/image"):
-            _, _, rest = line.partition(" ")
+        command, _, rest = line.partition(" ")
+        if command in FILE_COMMANDS:
             path_text, _, question = rest.strip().partition(" ")
             path = await asyncio.to_thread(lambda: Path(path_text).expanduser())
             if not path_text or not await asyncio.to_thread(path.is_file):
@@ -138,7 +140,7 @@ async def run_console(config: Config, *, session: str, stdin: TextIO, stdout: Te
     services = await build_services(config)
     chat = ConsoleChat(services, session=session, user=getpass.getuser(), out=stdout, streaming=interactive)
     if interactive:
-        stdout.write(f"kimibot chat, session '{session}', model {config.kimi.model}. {HELP}\n")
+        stdout.write(f"kimibot chat, session '{session}', model {services.engine.models.default}. {HELP}\n")
     try:
         while (line := await _lines(stdin, interactive)) is not None:
             if line.strip() in ("/quit", "/exit"):

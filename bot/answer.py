@@ -62,6 +62,7 @@ class _Attempt:
     publisher: StreamPublisher
     conversation: Conversation | None = None
     recorder: _Recorder | None = field(default=None)
+    uploads: set[int] = field(default_factory=set)  # media on Kimi's file store, deleted when the answer ends
 
 
 class _Recorder:
@@ -166,6 +167,10 @@ class Answer:
         except Exception:
             log.exception("answer failed", extra={"conversation": str(message.key), "turn": turn.id})
             return await self._failed(attempt, INTERNAL_ERROR, "internal")
+        finally:
+            # A departing process leaves them for the process that finishes the answer.
+            if attempt.uploads and work.interruption is not Interruption.SHUTDOWN:
+                await asyncio.shield(self._release_uploads(attempt.uploads))
 
     async def _answer(self, attempt: _Attempt) -> TurnOutcome:
         work, publisher = attempt.work, attempt.publisher
@@ -181,15 +186,19 @@ class Answer:
         notes: list[str] = list(message.notes)
         question_row: dict[str, object] | None = None
         if turn.question_row_id is None:
-            files = await self._attachments.process(message.attachments)
+            model = conversation.model or self._models.default
+            info = self._models.get(model)
+            files = await self._attachments.process(message.attachments, model=model,
+                                                    model_watches_video=info is None or info.video_in)
+            attempt.uploads.update(files.uploads)
             notes += files.notes
             text = with_file_texts(message.text.strip(), files.file_texts)
-            if not text and not files.image_ids:
+            if not text and not files.media_ids:
                 reason = files.notes[0] if files.notes else "I got an empty message."
                 ids = await publisher.fail(reason if files.notes else reason + " Ask me something!")
                 await self._close(turn.id, TurnState.DONE, ids=ids)
                 return TurnOutcome(status="refused", text=reason, message_ids=ids)
-            question_row = {"role": "user", "text": text, "image_ids": files.image_ids,
+            question_row = {"role": "user", "text": text, "media_ids": files.media_ids,
                             "author": message.user_name or message.user,
                             "platform_message_ids": [message.message_id]}
         if work.resumed:
@@ -206,6 +215,7 @@ class Answer:
                             web_search=settings.web_search, tools=self._offered_tools(),
                             cache_key=cache_key(conversation))
         built = await self._compactor.build(conversation, shape, message, notes)
+        attempt.uploads.update(built.uploads)
         messages = built.messages
         if cut is not None:
             # Partial mode with thinking on is unconfirmed (reference §9.1): then a plain follow-up instead.
@@ -246,6 +256,16 @@ class Answer:
             "completion_tokens": sum(c.usage.completion_tokens for c in result.completions),
             "messages": len(ids), "chars": len(publisher.text)})
         return TurnOutcome(status="complete", text=publisher.text, message_ids=ids)
+
+    async def _release_uploads(self, attachment_ids: set[int]) -> None:
+        for attachment_id in attachment_ids:
+            try:
+                stored = await self.store.get_attachment(attachment_id)
+                if stored is not None and stored.remote_id is not None and \
+                        await self._kimi.delete_file(stored.remote_id):
+                    await self.store.set_remote_id(attachment_id, None)
+            except Exception:
+                log.exception("could not release an upload", extra={"attachment": attachment_id})
 
     async def _cut_answer(self, conversation: Conversation, message: IncomingMessage) -> StoredMessage | None:
         """The answer a `continue` picks up: the newest finished answer, if the output limit cut it."""

@@ -12,6 +12,7 @@ from bot.config import Config, ConfigError
 from bot.engine import Engine
 from bot.kimi import KimiClient
 from bot.leases import TurnKeeper
+from bot.tools.mcp import McpServers
 from bot.tools.registry import ToolConfigError, ToolRegistry, ToolSpec
 from storage.retry import RetryPolicy
 from storage.store import Store
@@ -26,6 +27,7 @@ class Services:
     kimi: KimiClient
     tools: ToolRegistry
     engine: Engine
+    mcp: McpServers | None = None
     keeper: TurnKeeper | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -65,6 +67,8 @@ class Services:
     async def aclose(self) -> None:
         await self.stop_background()
         await self.engine.shutdown()
+        if self.mcp is not None:
+            await self.mcp.aclose()
         await self.kimi.aclose()
         await self.store.close()
 
@@ -98,4 +102,6 @@ async def build_services(config: Config) -> Services:
     kimi = kimi_client(config, api_key)
     engine = Engine(config=config, store=store, kimi=kimi, tools=tools)
     await engine.models.refresh()  # a default the account lacks is reported now, once, not at every message
-    return Services(config=config, store=store, kimi=kimi, tools=tools, engine=engine)
+    mcp = McpServers(config.tools.mcp, tools)
+    await mcp.start()  # each server connected or reported down before the first question
+    return Services(config=config, store=store, kimi=kimi, tools=tools, engine=engine, mcp=mcp)

@@ -1,4 +1,5 @@
-"""Turns incoming files into what Kimi can read: normalized images, extracted text, or a clear refusal."""
+"""Turns incoming files into what Kimi can read: normalized images, videos (inline or uploaded), extracted text
+(plain text directly; PDF, Office and ebook files through Kimi's file-extract), or a clear refusal."""
 
 from __future__ import annotations
 
@@ -7,56 +8,78 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
-from bot.config import ContextConfig, ImageConfig
+from bot import videos
+from bot.config import ContextConfig, ImageConfig, VideoConfig
 from bot.images import ImageRejected, is_image_type, normalize_image
 from bot.kimi import KimiClient, KimiError
 from bot.types import IncomingAttachment
-from storage.store import Store
+from storage.store import MediaKind, Store
 
 log = logging.getLogger(__name__)
 
-SUPPORTED = "images (PNG, JPEG, WebP, GIF), text files and PDFs"
+SUPPORTED = (f"images (PNG, JPEG, WebP, GIF), videos ({videos.SUPPORTED}), text files, PDFs, Word, Excel and "
+             "PowerPoint files, and EPUB or MOBI ebooks")
 TEXT_SUFFIXES = frozenset({
     ".txt", ".md", ".markdown", ".csv", ".tsv", ".json", ".log", ".yaml", ".yml", ".toml", ".ini", ".xml", ".html",
     ".py", ".js", ".ts", ".go", ".rs", ".java", ".c", ".h", ".cpp", ".cs", ".rb", ".php", ".sh", ".sql", ".kt",
     ".swift", ".css", ".scss", ".diff", ".patch", ".env.example", ".cfg",
+})
+# What Kimi's file-extract reads (reference §5.1) beyond plain text.
+EXTRACT_SUFFIXES = frozenset({".pdf", ".doc", ".docx", ".xls", ".xlsx", ".ppt", ".pptx", ".epub", ".mobi"})
+EXTRACT_MIMES = frozenset({
+    "application/pdf", "application/msword", "application/vnd.ms-excel", "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/epub+zip", "application/x-mobipocket-ebook",
 })
 MAX_FILE_BYTES = 20_000_000
 
 
 @dataclass(slots=True)
 class ProcessedAttachments:
-    image_ids: list[int] = field(default_factory=list)
+    media_ids: list[int] = field(default_factory=list)
+    uploads: list[int] = field(default_factory=list)  # media living on Kimi's file store until the answer ends
+    video_count: int = 0
     file_texts: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
     def anything(self) -> bool:
-        return bool(self.image_ids or self.file_texts)
+        return bool(self.media_ids or self.file_texts)
 
 
 def _is_text(filename: str, mime: str | None) -> bool:
     return (mime or "").startswith("text/") or PurePath(filename.lower()).suffix in TEXT_SUFFIXES
 
 
-def _is_pdf(filename: str, mime: str | None) -> bool:
-    return mime == "application/pdf" or filename.lower().endswith(".pdf")
+def _is_extractable(filename: str, mime: str | None) -> bool:
+    return (mime or "").split(";", 1)[0].strip().lower() in EXTRACT_MIMES or \
+        PurePath(filename.lower()).suffix in EXTRACT_SUFFIXES
 
 
 class AttachmentProcessor:
-    def __init__(self, *, store: Store, kimi: KimiClient, images: ImageConfig, context: ContextConfig) -> None:
+    def __init__(self, *, store: Store, kimi: KimiClient, images: ImageConfig, video: VideoConfig,
+                 context: ContextConfig) -> None:
         self._store = store
         self._kimi = kimi
         self._images = images
+        self._video = video
         self._context = context
         self._heavy = asyncio.Semaphore(images.parallel)
 
-    async def process(self, attachments: tuple[IncomingAttachment, ...]) -> ProcessedAttachments:
+    async def process(self, attachments: tuple[IncomingAttachment, ...], *,
+                      model_watches_video: bool = True, model: str = "") -> ProcessedAttachments:
         result = ProcessedAttachments()
         for attachment in attachments:
             name = attachment.filename or "file"
             try:
-                await self._one(attachment, name, result)
+                if videos.is_video_type(name, attachment.mime):
+                    if not model_watches_video:
+                        raise AttachmentError(f"this conversation's model (`{model}`) cannot watch videos.")
+                    await self._video_file(attachment, name, result)
+                else:
+                    await self._one(attachment, name, result)
             except ImageRejected as exc:
                 result.notes.append(f"`{name}`: {exc.user_message}")
             except KimiError as exc:
@@ -68,7 +91,7 @@ class AttachmentProcessor:
     async def _one(self, attachment: IncomingAttachment, name: str, result: ProcessedAttachments) -> None:
         mime = attachment.mime
         if is_image_type(name, mime):
-            if len(result.image_ids) >= self._context.max_images_per_message:
+            if len(result.media_ids) - result.video_count >= self._context.max_images_per_message:
                 raise AttachmentError(f"skipped: I read at most {self._context.max_images_per_message} images "
                                       "per message.")
             if attachment.size is not None and attachment.size > self._images.max_input_bytes:
@@ -85,9 +108,9 @@ class AttachmentProcessor:
                 del data
             attachment_id = await self._store.put_attachment(
                 image.data, mime=image.mime, width=image.width, height=image.height, source=attachment.source)
-            result.image_ids.append(attachment_id)
+            result.media_ids.append(attachment_id)
             return
-        if not (_is_text(name, mime) or _is_pdf(name, mime)):
+        if not (_is_text(name, mime) or _is_extractable(name, mime)):
             raise AttachmentError(f"I can't read this kind of file ({mime or 'unknown type'}). "
                                   f"I can read {SUPPORTED}.")
         if attachment.size is not None and attachment.size > MAX_FILE_BYTES:
@@ -110,6 +133,32 @@ class AttachmentProcessor:
             result.notes.append(f"`{name}`: only the first {cap:,} of {len(text):,} characters were read.")
             text = text[:cap]
         result.file_texts.append((name, text))
+
+
+    async def _video_file(self, attachment: IncomingAttachment, name: str, result: ProcessedAttachments) -> None:
+        limit = self._video.max_bytes
+        if result.video_count >= self._video.max_per_message:
+            raise AttachmentError(f"skipped: I watch at most {self._video.max_per_message} videos per message.")
+        if attachment.size is not None and attachment.size > limit:
+            raise AttachmentError(f"this video is {attachment.size / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB.")
+        async with self._heavy:
+            data = await _download(attachment)
+            if len(data) > limit:
+                raise AttachmentError(f"this video is {len(data) / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB.")
+            if not videos.looks_like_video(data):
+                raise AttachmentError(f"this doesn't look like a video I can read (it may be damaged). I can watch "
+                                      f"{videos.SUPPORTED} videos.")
+            mime = videos.video_mime(name, attachment.mime)
+            remote_id = None
+            if len(data) > self._video.inline_max_bytes:
+                remote_id = await self._kimi.upload_file(name, data, purpose="video")
+            attachment_id = await self._store.put_attachment(
+                data, mime=mime, kind=MediaKind.VIDEO, filename=name, source=attachment.source, remote_id=remote_id)
+            del data
+        result.media_ids.append(attachment_id)
+        result.video_count += 1
+        if remote_id is not None:
+            result.uploads.append(attachment_id)
 
 
 class AttachmentError(Exception):

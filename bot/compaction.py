@@ -62,7 +62,11 @@ class Compactor:
         return self.gauge.scale(conversation_id, guessed - tool_tokens) + tool_tokens
 
     def observe(self, conversation_id: int, built: BuiltContext, first_call: Completion) -> None:
-        """Calibrate from the answer's first call, whose prompt is exactly `built`."""
+        """Calibrate from the answer's first call, whose prompt is exactly `built` (unless a video, whose cost the
+        guess does not know, is in it)."""
+        question = built.messages[-1].get("content") if built.messages else None
+        if isinstance(question, list) and any(part.get("type") == "video_url" for part in question):
+            return
         tools = built.tool_tokens
         self.gauge.observe(conversation_id, built.estimated_tokens - tools, first_call.usage.prompt_tokens - tools)
 

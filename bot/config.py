@@ -141,11 +141,50 @@ class ImageConfig(_Section):
     parallel: int = Field(default=2, ge=1, le=32)
 
 
+class VideoConfig(_Section):
+    # Kimi takes files up to 100 MB (reference §5.1); larger videos are refused before they are downloaded.
+    max_bytes: int = Field(default=100_000_000, ge=1024, le=100_000_000)
+    # Up to this size a video rides inline in the request (base64); larger ones are uploaded to Kimi's file
+    # store for their answer and deleted after it.
+    inline_max_bytes: int = Field(default=8_000_000, ge=0, le=50_000_000)
+    max_per_message: int = Field(default=2, ge=0, le=10)
+
+
 class ToolEntry(_Section):
     path: str
     timeout: float = Field(default=30.0, gt=0)
     max_output_chars: int = Field(default=16_000, ge=100)
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+class McpTransport(enum.StrEnum):
+    STDIO = "stdio"
+    HTTP = "http"  # streamable HTTP
+
+
+class McpServerEntry(_Section):
+    """An MCP server whose tools are offered to Kimi beside the Python ones."""
+
+    # Prefixes its tools' names (`<name>_<tool>`), so two servers' tools cannot collide.
+    name: str = Field(pattern=r"^[a-zA-Z][a-zA-Z0-9_-]{0,19}$")
+    transport: McpTransport
+    command: list[str] = Field(default_factory=list)  # stdio: the program and its arguments
+    env: dict[str, str] = Field(default_factory=dict)  # stdio: extra environment for the program
+    url: str | None = None  # http: the server's MCP endpoint
+    # http: the name of an environment variable holding a bearer token (secrets stay out of the file).
+    token_env: str | None = None
+    tools: list[str] = Field(default_factory=list)  # only these of its tools; empty = all
+    timeout: float = Field(default=30.0, gt=0)
+    connect_timeout: float = Field(default=15.0, gt=0)
+    max_output_chars: int = Field(default=16_000, ge=100)
+
+    @model_validator(mode="after")
+    def _transport_needs(self) -> McpServerEntry:
+        if self.transport is McpTransport.STDIO and not self.command:
+            raise ValueError("a stdio server needs `command` (the program and its arguments)")
+        if self.transport is McpTransport.HTTP and not (self.url or "").startswith(("http://", "https://")):
+            raise ValueError("an http server needs `url` (http:// or https://)")
+        return self
 
 
 def _default_tools() -> list[ToolEntry]:
@@ -157,6 +196,14 @@ def _default_tools() -> list[ToolEntry]:
 
 class ToolsConfig(_Section):
     custom: list[ToolEntry] = Field(default_factory=_default_tools)
+    mcp: list[McpServerEntry] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_servers(self) -> ToolsConfig:
+        names = [server.name for server in self.mcp]
+        if len(names) != len(set(names)):
+            raise ValueError("every [[tools.mcp]] server needs its own `name`")
+        return self
 
 
 class AccessConfig(_Section):
@@ -275,6 +322,7 @@ class Config(_Section):
     bot: BotConfig = Field(default_factory=BotConfig)
     context: ContextConfig = Field(default_factory=ContextConfig)
     images: ImageConfig = Field(default_factory=ImageConfig)
+    video: VideoConfig = Field(default_factory=VideoConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     turns: TurnsConfig = Field(default_factory=TurnsConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)

@@ -10,12 +10,15 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from storage.store import StoredAttachment, StoredMessage
+from storage.store import MediaKind, StoredAttachment, StoredMessage
 
 # Kimi's tokenizer is not available offline; these estimates err on the high side so a request never overflows.
 ASCII_CHARS_PER_TOKEN = 3.5
 IMAGE_PATCH = 28
 MESSAGE_OVERHEAD = 8
+# Kimi's token cost for a video is dynamic and not published; a generous flat guess that calibration does not use
+# (answers with a video are not observed).
+VIDEO_TOKENS = 16_384
 SUMMARY_HEADER = "Summary of the earlier part of this conversation (older messages were compacted):\n"
 
 
@@ -54,6 +57,7 @@ class BuiltContext:
     dropped: list[StoredMessage]
     images_omitted: int
     tool_tokens: int = 0  # the guess for the tool definitions alone
+    uploads: list[int] = field(default_factory=list)
 
 
 AttachmentLoader = Callable[[int], Awaitable[StoredAttachment | None]]
@@ -110,6 +114,7 @@ class Layout:
     tool_tokens: int
     turns: list[Turn]
     images_omitted: int
+    uploads: list[int] = field(default_factory=list)  # videos sent by upload id with the current question
 
     @property
     def tokens(self) -> int:
@@ -138,6 +143,7 @@ class Layout:
             dropped=[m for turn in self.turns[:drop] for m in turn.messages],
             images_omitted=self.images_omitted,
             tool_tokens=self.tool_tokens,
+            uploads=self.uploads,
         )
 
 
@@ -165,18 +171,22 @@ class ContextBuilder:
         image_budget = self._max_images
         images_omitted = 0
         # Newest first: recent turns keep their images and are the last to be trimmed.
+        uploads: list[int] = []
         for turn in reversed(turns):
             for message in turn.messages:
-                wire, tokens, used, omitted = await self._wire(message, image_budget, multi_author)
+                wire, tokens, used, omitted = await self._wire(message, image_budget, multi_author,
+                                                               current=turn is turns[-1], uploads=uploads)
                 image_budget -= used
                 images_omitted += omitted
                 turn.wire.append(wire)
                 turn.tokens += tokens
         return Layout(system=system, fixed_tokens=fixed, tool_tokens=tool_tokens, turns=turns,
-                      images_omitted=images_omitted)
+                      images_omitted=images_omitted, uploads=uploads)
 
-    async def _wire(self, message: StoredMessage, image_budget: int,
-                    multi_author: bool) -> tuple[dict[str, Any], int, int, int]:
+    async def _wire(self, message: StoredMessage, image_budget: int, multi_author: bool, *, current: bool,
+                    uploads: list[int]) -> tuple[dict[str, Any], int, int, int]:
+        """The message as Kimi takes it. Videos go only with the question they came with (`current`); the ids of
+        uploaded ones sent are added to `uploads`."""
         text = message.text
         if message.role == "user" and multi_author and message.author:
             text = f"[{message.author}] {text}"
@@ -194,29 +204,51 @@ class ContextBuilder:
                     wire["reasoning_content"] = message.reasoning
                     tokens += estimate_text_tokens(message.reasoning)
             return wire, tokens, 0, 0
-        if not message.image_ids:
+        if not message.media_ids:
             return {"role": message.role, "content": text}, estimate_text_tokens(text) + MESSAGE_OVERHEAD, 0, 0
         parts: list[dict[str, Any]] = []
         tokens = MESSAGE_OVERHEAD
         used = omitted = 0
-        for attachment_id in message.image_ids:
+        notes: list[str] = []
+        for attachment_id in message.media_ids:
             attachment = await self._load(attachment_id) if used < image_budget else None
             if attachment is None:
                 omitted += 1
-                continue
-            used += 1
-            encoded = base64.b64encode(attachment.data).decode("ascii")
-            parts.append({"type": "image_url", "image_url": {"url": f"data:{attachment.mime};base64,{encoded}"}})
-            tokens += estimate_image_tokens(attachment.width, attachment.height)
+            elif attachment.kind is MediaKind.VIDEO:
+                part = _video_part(attachment) if current else None
+                if part is None:
+                    notes.append(f"[video {attachment.filename or ''} from an earlier message is not resent]")
+                else:
+                    parts.append(part)
+                    tokens += VIDEO_TOKENS
+                    if attachment.remote_id is not None:
+                        uploads.append(attachment.id)
+            else:
+                used += 1
+                encoded = base64.b64encode(attachment.data).decode("ascii")
+                parts.append({"type": "image_url",
+                              "image_url": {"url": f"data:{attachment.mime};base64,{encoded}"}})
+                tokens += estimate_image_tokens(attachment.width, attachment.height)
         if omitted:
-            text = f"{text}\n[{omitted} earlier image(s) not resent to save context]".strip()
+            notes.append(f"[{omitted} earlier attachment(s) not resent to save context]")
+        text = "\n".join([text, *notes]).strip()
         if text:
             tokens += estimate_text_tokens(text)
         if not parts:
-            return {"role": message.role, "content": text or "(image)"}, tokens, used, omitted
+            return {"role": message.role, "content": text or "(attachment)"}, tokens, used, omitted
         if text:
             parts.append({"type": "text", "text": text})
         return {"role": message.role, "content": parts}, tokens, used, omitted
+
+
+def _video_part(attachment: StoredAttachment) -> dict[str, Any] | None:
+    """Inline bytes, or the upload's `ms://` id while it lives (deleted once its answer ends)."""
+    if attachment.remote_id is not None:
+        return {"type": "video_url", "video_url": {"url": f"ms://{attachment.remote_id}"}}
+    if not attachment.data:
+        return None
+    encoded = base64.b64encode(attachment.data).decode("ascii")
+    return {"type": "video_url", "video_url": {"url": f"data:{attachment.mime};base64,{encoded}"}}
 
 
 def _worth_sending(message: StoredMessage) -> bool:
@@ -224,7 +256,7 @@ def _worth_sending(message: StoredMessage) -> bool:
         return False
     if message.role == "assistant" and not message.text and not message.tool_calls:
         return False  # a failed turn that showed nothing
-    return not (message.role == "user" and not message.text and not message.image_ids)
+    return not (message.role == "user" and not message.text and not message.media_ids)
 
 
 def utc_now() -> datetime:

@@ -60,7 +60,8 @@ class Engine:
         self._clock = clock
         self.replica = replica or Replica.here()
         self._scheduler = scheduler or TurnScheduler(config.bot.busy_policy, config.bot.max_queued)
-        attachments = AttachmentProcessor(store=store, kimi=kimi, images=config.images, context=config.context)
+        attachments = AttachmentProcessor(store=store, kimi=kimi, images=config.images, video=config.video,
+                                          context=config.context)
         self._leases = ConversationLeases(store, self.replica, config.turns, clock)
         self.models = ModelCatalog(kimi, config.kimi)
         self.compactor = Compactor(config=config, store=store, kimi=kimi, models=self.models,

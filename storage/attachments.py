@@ -1,15 +1,16 @@
-"""Content-addressed image bytes (Kimi is stateless, so images are re-sent on later turns)."""
+"""Content-addressed media: image bytes (Kimi is stateless, so images are re-sent on later turns) and videos,
+kept as bytes when small enough to send inline, else as the id of their upload to Kimi until their answer ends."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from storage.base import StoreBase
 from storage.models import AttachmentRow, utcnow
-from storage.records import StoredAttachment, attachment_from_row
+from storage.records import MediaKind, StoredAttachment, attachment_from_row
 
 # Hashing megabytes would stall the event loop; small payloads are cheaper to hash inline.
 _INLINE_HASH_LIMIT = 256 * 1024
@@ -17,15 +18,19 @@ _INLINE_HASH_LIMIT = 256 * 1024
 
 class AttachmentOps(StoreBase):
     async def put_attachment(
-        self, data: bytes, *, mime: str, width: int, height: int, source: str = ""
+        self, data: bytes, *, mime: str, width: int = 0, height: int = 0, source: str = "",
+        kind: MediaKind = MediaKind.IMAGE, filename: str = "", remote_id: str | None = None,
     ) -> int:
-        """Store image bytes once per content; the same bytes always return the same id."""
+        """Store media once per content; the same bytes always return the same id. With `remote_id` (an upload
+        to Kimi) the bytes are not kept, and a stored copy of the same content takes the new upload's id."""
         if len(data) > _INLINE_HASH_LIMIT:
             sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
         else:
             sha256 = hashlib.sha256(data).hexdigest()
         existing = await self._attachment_id(sha256)
         if existing is not None:
+            if remote_id is not None:
+                await self.set_remote_id(existing, remote_id)
             return existing
         values = {
             "sha256": sha256,
@@ -33,8 +38,11 @@ class AttachmentOps(StoreBase):
             "width": width,
             "height": height,
             "size": len(data),
-            "data": data,
+            "data": b"" if remote_id is not None else data,
             "source": source,
+            "kind": kind.value,
+            "filename": filename,
+            "remote_id": remote_id,
             "created_at": utcnow(),
         }
         async with self._sessions() as session:
@@ -53,3 +61,10 @@ class AttachmentOps(StoreBase):
         async with self._sessions() as session:
             row = await session.get(AttachmentRow, attachment_id)
             return attachment_from_row(row) if row is not None else None
+
+    async def set_remote_id(self, attachment_id: int, remote_id: str | None) -> None:
+        """Record a new upload of the attachment to Kimi, or (None) that its upload was deleted."""
+        async with self._sessions() as session:
+            await session.execute(update(AttachmentRow).where(AttachmentRow.id == attachment_id)
+                                  .values(remote_id=remote_id))
+            await session.commit()

@@ -37,7 +37,7 @@ class MessageOps(StoreBase):
         *,
         role: str,
         text: str = "",
-        image_ids: Sequence[int] = (),
+        media_ids: Sequence[int] = (),
         tool_calls: list[dict[str, Any]] | None = None,
         tool_call_id: str | None = None,
         tool_name: str | None = None,
@@ -50,7 +50,7 @@ class MessageOps(StoreBase):
         error: str | None = None,
     ) -> StoredMessage:
         fields = {
-            "role": role, "text": text, "image_ids": image_ids, "tool_calls": tool_calls,
+            "role": role, "text": text, "media_ids": media_ids, "tool_calls": tool_calls,
             "tool_call_id": tool_call_id, "tool_name": tool_name, "reasoning": reasoning, "author": author,
             "platform_message_ids": platform_message_ids, "status": status, "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens, "error": error,

@@ -110,7 +110,7 @@ class MessageRow(Base):
     seq: Mapped[int] = mapped_column(Integer)
     role: Mapped[str] = mapped_column(String(16))
     text: Mapped[str] = mapped_column(Text, default="")
-    image_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    media_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     # none_as_null: a message without tool calls is SQL NULL, not the JSON literal null.
     tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
     tool_call_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
@@ -136,8 +136,12 @@ class AttachmentRow(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     size: Mapped[int] = mapped_column(Integer)
+    # Empty for a video too large to keep: that one lives on Kimi's file store as `remote_id` until its answer ends.
     data: Mapped[bytes] = mapped_column(LargeBinary)
     source: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(16), default="image", server_default="image")
+    filename: Mapped[str] = mapped_column(Text, default="", server_default="")
+    remote_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -72,7 +72,7 @@ class StoredMessage:
     seq: int
     role: str  # system | user | assistant | tool
     text: str
-    image_ids: list[int]
+    media_ids: list[int]
     tool_calls: list[dict[str, Any]] | None  # OpenAI wire format, stored verbatim
     tool_call_id: str | None
     tool_name: str | None
@@ -102,6 +102,11 @@ class StoredTurn:
     created_at: datetime
 
 
+class MediaKind(enum.StrEnum):
+    IMAGE = "image"
+    VIDEO = "video"
+
+
 @dataclass(frozen=True)
 class StoredAttachment:
     id: int
@@ -111,6 +116,9 @@ class StoredAttachment:
     height: int
     size: int
     data: bytes
+    kind: MediaKind = MediaKind.IMAGE
+    filename: str = ""
+    remote_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -163,7 +171,7 @@ def message_from_row(row: MessageRow) -> StoredMessage:
         seq=row.seq,
         role=row.role,
         text=row.text,
-        image_ids=list(row.image_ids),
+        media_ids=list(row.media_ids),
         tool_calls=row.tool_calls,
         tool_call_id=row.tool_call_id,
         tool_name=row.tool_name,
@@ -204,6 +212,9 @@ def attachment_from_row(row: AttachmentRow) -> StoredAttachment:
         height=row.height,
         size=row.size,
         data=bytes(row.data),
+        kind=MediaKind(row.kind),
+        filename=row.filename,
+        remote_id=row.remote_id,
     )
 
 
@@ -211,7 +222,7 @@ _MESSAGE_FIELDS: Final = frozenset(
     {
         "role",
         "text",
-        "image_ids",
+        "media_ids",
         "tool_calls",
         "tool_call_id",
         "tool_name",
@@ -259,7 +270,7 @@ def message_values(fields: dict[str, Any]) -> dict[str, Any]:
     return {
         "role": role,
         "text": valid_text(fields.get("text", "")),
-        "image_ids": [int(i) for i in fields.get("image_ids", ())],
+        "media_ids": [int(i) for i in fields.get("media_ids", ())],
         "tool_calls": fields.get("tool_calls"),
         "tool_call_id": fields.get("tool_call_id"),
         "tool_name": fields.get("tool_name"),

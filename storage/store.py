@@ -18,6 +18,7 @@ from storage.messages import MessageOps
 from storage.records import (
     UNSET,
     Conversation,
+    MediaKind,
     StoredAttachment,
     StoredMessage,
     StoredTurn,
@@ -33,6 +34,7 @@ from storage.usage import UsageOps
 __all__ = [
     "UNSET",
     "Conversation",
+    "MediaKind",
     "Store",
     "StoreUnavailable",
     "StoredAttachment",

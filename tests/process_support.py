@@ -143,7 +143,13 @@ def bot_replies(slack: FakeSlack, channel: str, thread_ts: str) -> list[Message]
     return [m for m in slack.messages_in_thread(channel, thread_ts) if m.bot_id == slack.bot_id and m.ts != thread_ts]
 
 
-async def until(predicate: Callable[[], bool], within: float = WAIT, what: str = "") -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 (the fakes change state from requests; there is no event)
-            await asyncio.sleep(0.05)
+async def until(predicate: Callable[[], bool], within: float = WAIT, what: str = "",
+                explain: Callable[[], str] | None = None) -> None:
+    """Wait for `predicate`; on timeout, fail with `what` and whatever `explain` says about the state then."""
+    try:
+        async with asyncio.timeout(within):
+            while not predicate():  # noqa: ASYNC110 (the fakes change state from requests; there is no event)
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        detail = explain() if explain is not None else ""
+        raise AssertionError(f"not within {within} s: {what}\n{detail}") from None

@@ -14,6 +14,7 @@ from PIL import Image
 
 from storage.store import Store
 from tests.fakes.kimi import FakeKimi
+from tests.fixtures import media
 
 
 def kimibot_command() -> list[str]:
@@ -103,6 +104,22 @@ async def test_commands_and_errors_in_the_terminal(kimi: FakeKimi, tmp_path: Pat
     last = kimi.requests[-1]
     assert last["model"] == "kimi-k2.6" and last["thinking"] == {"type": "enabled"}
     assert [m["content"] for m in last["messages"][1:]] == ["after reset"]
+
+
+async def test_file_attaches_a_recording_or_a_document_and_image_is_its_alias(kimi: FakeKimi,
+                                                                             tmp_path: Path) -> None:
+    (tmp_path / "demo.webm").write_bytes(media.webm(300_000))
+    (tmp_path / "notes.docx").write_bytes(media.docx("The release is on Friday."))
+    out, err, code = await chat(kimi, tmp_path, [
+        f"/file {tmp_path / 'demo.webm'} what happens in it?",
+        f"/image {tmp_path / 'notes.docx'} when is the release?",
+        "/file",
+    ])
+    assert code == 0, err
+    answers = out.strip().splitlines()
+    assert answers[0] == "I watched 1 video: 300,000 bytes of WebM."
+    assert answers[1] == "Echo: when is the release?" and "The release is on Friday." in out
+    assert answers[-1] == "No such file: (none given)"
 
 
 async def test_interactive_chat_streams_into_a_terminal(kimi: FakeKimi, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ NOW = datetime(2026, 11, 21, tzinfo=UTC)
 
 def msg(seq: int, role: str, text: str = "", **kw: Any) -> StoredMessage:
     values: dict[str, Any] = {
-        "id": seq, "conversation_id": 1, "seq": seq, "role": role, "text": text, "image_ids": [],
+        "id": seq, "conversation_id": 1, "seq": seq, "role": role, "text": text, "media_ids": [],
         "tool_calls": None, "tool_call_id": None, "tool_name": None, "reasoning": None, "author": None,
         "platform_message_ids": [], "status": "complete", "prompt_tokens": None, "completion_tokens": None,
         "error": None, "created_at": NOW,
@@ -92,8 +92,8 @@ async def test_summary_goes_after_the_system_prompt() -> None:
 async def test_images_newest_first_and_capped() -> None:
     images = {i: StoredAttachment(id=i, sha256=str(i), mime="image/png", width=56, height=28, size=3, data=b"png")
               for i in range(1, 4)}
-    history = [msg(1, "user", "old", image_ids=[1]), msg(2, "assistant", "ok"),
-               msg(3, "user", "new", image_ids=[2, 3])]
+    history = [msg(1, "user", "old", media_ids=[1]), msg(2, "assistant", "ok"),
+               msg(3, "user", "new", media_ids=[2, 3])]
     built = await builder(max_images=2, images=images).build(
         history, system_prompt="s", summary=None, tools=[], multi_author=False)
     old, new = built.messages[1], built.messages[3]

@@ -113,8 +113,8 @@ async def test_screenshot_is_normalized_and_sent(harness: Harness) -> None:
     assert outcome.status == "complete"
     assert "2048x512" in surface.visible_text()
     rows = await history(harness)
-    assert len(rows[0].image_ids) == 1
-    stored = await harness.store.get_attachment(rows[0].image_ids[0])
+    assert len(rows[0].media_ids) == 1
+    stored = await harness.store.get_attachment(rows[0].media_ids[0])
     assert stored is not None and (stored.width, stored.height) == (2048, 512)
     # Kimi is stateless: the picture is sent again on the next turn.
     await harness.ask("and the colour?")

@@ -117,8 +117,12 @@ async def test_two_replicas_receiving_every_event_while_one_is_killed(slack: Fak
         await until(lambda: all(bot_replies(slack, slack.general, t) for t in threads))
         a.kill()
         await a.wait()
+        def state() -> str:
+            replies = {t: [m.text[-80:] for m in bot_replies(slack, slack.general, t)] for t in threads}
+            return f"replies: {replies}\nsurvivor's log:\n" + "\n".join(b.raw[-60:])
+
         await until(lambda: all(complete(slack, t) or complete(slack, t, note=RESTARTED_NOTE) for t in threads),
-                    within=60)
+                    within=60, what="every answer complete after the kill", explain=state)
         assert b.alive
         for thread in threads:
             assert len(bot_replies(slack, slack.general, thread)) == 1

@@ -11,6 +11,7 @@ from aiohttp import web
 from PIL import Image
 
 from adapters.slack.files import NO_SCOPE, NOT_VISIBLE, token_may_go_to
+from tests.fixtures import media
 from tests.fixtures.screenshots import Shot
 from tests.fixtures.slack_bot import SlackBot
 
@@ -76,7 +77,25 @@ async def test_text_files_are_read_and_other_files_refused(bot: SlackBot) -> Non
     assert answer.startswith("Echo:") and "launch code is 0000" in answer
     archive = fake.add_file("bundle.zip", b"PK\x03\x04junk", "application/zip")
     answer = await ask_with_file(bot, archive.id, "open this")
-    assert "can't read this kind of file" in answer and "PDFs" in answer
+    assert "can't read this kind of file" in answer and "PDFs" in answer and "videos" in answer
+
+
+@pytest.mark.parametrize("transfer", ["length", "chunked"])
+async def test_a_screen_recording_is_watched_and_its_upload_deleted(bot: SlackBot, transfer: str) -> None:
+    bot.fake.options.file_transfer = transfer
+    recording = bot.fake.add_file("Screen Recording 2026-11-30 at 10.02.11.mov", media.mp4(12_000_000),
+                                  "video/quicktime")
+    answer = await ask_with_file(bot, recording.id, "why does the button flicker?")
+    assert answer.startswith("I watched 1 video: 12,000,000 bytes of MP4"), answer
+    [upload] = bot.kimi.files
+    assert upload.purpose == "video" and upload.deleted
+
+
+async def test_a_word_document_is_read(bot: SlackBot) -> None:
+    document = bot.fake.add_file("Q3 plan.docx", media.docx("Ship the importer by October."),
+                                 "application/vnd.openxmlformats-officedocument.wordprocessingml.document")
+    answer = await ask_with_file(bot, document.id, "what is the deadline?")
+    assert "Ship the importer by October." in answer
 
 
 @pytest.mark.parametrize("transfer", ["length", "chunked"])

@@ -36,7 +36,7 @@ async def test_add_and_history_round_trip_every_field(store: Store) -> None:
     conversation = await store.get_or_create_conversation(KEY)
     image_id = await store.put_attachment(b"img", mime="image/png", width=1, height=1)
     user = await store.add_message(
-        conversation.id, role="user", text="what is this?", image_ids=[image_id], author="U1",
+        conversation.id, role="user", text="what is this?", media_ids=[image_id], author="U1",
         platform_message_ids=("111",),
     )  # fmt: skip
     assistant = await store.add_message(
@@ -44,7 +44,7 @@ async def test_add_and_history_round_trip_every_field(store: Store) -> None:
         reasoning="I should search.", prompt_tokens=120, completion_tokens=30,
     )  # fmt: skip
     assert (user.seq, assistant.seq) == (1, 2)
-    assert user.image_ids == [image_id] and user.platform_message_ids == ["111"]
+    assert user.media_ids == [image_id] and user.platform_message_ids == ["111"]
     assert (user.status, user.tool_calls, user.tool_call_id, user.reasoning) == ("complete", None, None, None)
     assert user.created_at.utcoffset() == timedelta(0)
 

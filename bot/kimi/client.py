@@ -276,18 +276,34 @@ class KimiClient:
 
     async def extract_file(self, filename: str, data: bytes) -> str:
         """Kimi's file-extract: upload, read the extracted text, delete the upload."""
+        file_id = await self.upload_file(filename, data, purpose="file-extract")
         try:
-            uploaded = await self._sdk.files.create(file=(filename, data), purpose="file-extract")  # type: ignore[arg-type]
-            try:
-                response = await self._sdk.files.content(uploaded.id)
-                return _extracted_text(response.text)
-            finally:
-                try:
-                    await self._sdk.files.delete(uploaded.id)
-                except openai.OpenAIError:
-                    log.warning("could not delete an extracted file upload", extra={"file_id": uploaded.id})
+            response = await self._sdk.files.content(file_id)
+            return _extracted_text(response.text)
         except openai.OpenAIError as exc:
             raise classify(exc, model="file", endpoint="files") from exc
+        finally:
+            await self.delete_file(file_id)
+
+    async def upload_file(self, filename: str, data: bytes, *, purpose: str) -> str:
+        """Upload to Kimi's file store (`purpose`: file-extract, image or video); the file's id."""
+        # The SDK's multipart writer reads a file object or bytes; downloads arrive as bytearrays.
+        payload = data if isinstance(data, bytes) else bytes(data)
+        try:
+            uploaded = await self._sdk.files.create(file=(filename, payload), purpose=purpose)  # type: ignore[arg-type]
+        except openai.OpenAIError as exc:
+            raise classify(exc, model="file", endpoint="files") from exc
+        return uploaded.id
+
+    async def delete_file(self, file_id: str) -> bool:
+        """Delete an upload; False (logged) when Kimi would not. Uploads count against the account's 1,000-file
+        and 10 GB limits, so a failed delete is worth an operator's look but not a user's error."""
+        try:
+            await self._sdk.files.delete(file_id)
+        except openai.OpenAIError as exc:
+            log.warning("could not delete a file upload", extra={"file_id": file_id, "error": type(exc).__name__})
+            return False
+        return True
 
 
 def _extracted_text(body: str) -> str:

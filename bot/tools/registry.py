@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from bot.tools.schema import (
     ArgumentError,
@@ -37,6 +37,35 @@ class ToolResult:
     ok: bool
     content: str
     truncated: bool = False
+
+
+class ModelTool(Protocol):
+    """What the registry offers Kimi and runs: a Python function (`Tool`) or an MCP server's tool."""
+
+    name: str
+
+    def openai_spec(self) -> dict[str, Any]: ...
+
+    async def run(self, arguments_json: str) -> ToolResult: ...
+
+
+def is_valid_name(name: str) -> bool:
+    return bool(_NAME_RE.match(name))
+
+
+def failure(message: str) -> ToolResult:
+    """A failed call as the model reads it: one line, bounded."""
+    line = " ".join(message.split())
+    if len(line) > _MAX_ERROR_CHARS:
+        line = line[: _MAX_ERROR_CHARS - 1] + "…"
+    return ToolResult(ok=False, content=line)
+
+
+def capped(text: str, limit: int, *, ok: bool = True) -> ToolResult:
+    if len(text) <= limit:
+        return ToolResult(ok=ok, content=text)
+    note = f"\n[output truncated: showing {limit} of {len(text)} characters]"
+    return ToolResult(ok=ok, content=text[:limit] + note, truncated=True)
 
 
 class Tool:
@@ -87,7 +116,7 @@ class Tool:
 
     async def _run(self, arguments_json: str) -> ToolResult:
         try:
-            kwargs = self._signature.bind(_parse_arguments(arguments_json), self._context)
+            kwargs = self._signature.bind(parse_arguments(arguments_json), self._context)
         except ArgumentError as exc:
             return self._failure(f"Invalid arguments for {self.name}: {exc}")
         deadline = asyncio.timeout(self.timeout)
@@ -110,20 +139,14 @@ class Tool:
         return self._failure(f"{self.name} failed with {type(exc).__name__}: {detail}")
 
     def _failure(self, message: str) -> ToolResult:
-        line = " ".join(message.split())
-        if len(line) > _MAX_ERROR_CHARS:
-            line = line[: _MAX_ERROR_CHARS - 1] + "…"
-        return ToolResult(ok=False, content=line)
+        return failure(message)
 
     def _output(self, value: Any) -> ToolResult:
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-        if len(text) <= self.max_output_chars:
-            return ToolResult(ok=True, content=text)
-        note = f"\n[output truncated: showing {self.max_output_chars} of {len(text)} characters]"
-        return ToolResult(ok=True, content=text[: self.max_output_chars] + note, truncated=True)
+        return capped(text, self.max_output_chars)
 
 
-def _parse_arguments(arguments_json: str) -> dict[str, Any]:
+def parse_arguments(arguments_json: str) -> dict[str, Any]:
     # Models sometimes send an empty string for tools without parameters.
     if not arguments_json or not arguments_json.strip():
         return {}
@@ -178,8 +201,11 @@ class ToolSpec:
 
 
 class ToolRegistry:
+    """The tools offered to Kimi. Python tools are fixed at start; an MCP server's tools come and go with its
+    connection (`add`, `remove`)."""
+
     def __init__(self, tools: Sequence[Tool] = ()) -> None:
-        self._tools: dict[str, Tool] = {}
+        self._tools: dict[str, ModelTool] = {}
         for tool in tools:
             if tool.name in self._tools:
                 raise ToolConfigError(f"duplicate tool name {tool.name!r}")
@@ -210,7 +236,23 @@ class ToolRegistry:
             tools.append(tool)
         return cls(tools)
 
-    def get(self, name: str) -> Tool | None:
+    def add(self, tools: Sequence[ModelTool]) -> list[str]:
+        """Offer more tools; a name already taken, or past Kimi's limit, is skipped (and logged)."""
+        added: list[str] = []
+        for tool in tools:
+            if tool.name in self._tools or len(self._tools) >= MAX_TOOLS:
+                log.warning("tool not offered", extra={"tool": tool.name, "reason": "name taken"
+                                                       if tool.name in self._tools else "too many tools"})
+                continue
+            self._tools[tool.name] = tool
+            added.append(tool.name)
+        return added
+
+    def remove(self, names: Sequence[str]) -> None:
+        for name in names:
+            self._tools.pop(name, None)
+
+    def get(self, name: str) -> ModelTool | None:
         return self._tools.get(name)
 
     def openai_tools(self) -> list[dict[str, Any]]:
@@ -219,7 +261,7 @@ class ToolRegistry:
     def __len__(self) -> int:
         return len(self._tools)
 
-    def __iter__(self) -> Iterator[Tool]:
+    def __iter__(self) -> Iterator[ModelTool]:
         return iter(self._tools.values())
 
 

@@ -39,7 +39,7 @@ from tests.fakes.kimi_files import MAX_FILE_BYTES, FakeFile, FileStore
 from tests.fakes.kimi_responder import Answer, Reply, default_reply, resolve
 from tests.fakes.kimi_tokens import PrefixCache, completion_tokens, prompt_tokens
 from tests.fakes.kimi_tools import ToolsApi
-from tests.fakes.kimi_validate import DEFAULT_MAX_TOKENS, ChatRequest, parse_chat_request
+from tests.fakes.kimi_validate import DEFAULT_MAX_TOKENS, ChatRequest, check_media, parse_chat_request
 from tests.fakes.kimi_wire import (
     Envelope,
     Pacing,
@@ -72,6 +72,7 @@ class FakeKimi:
         api_key: str = "sk-test",
         models: Iterable[str] = ("kimi-k2.5", "kimi-k2.6"),
         retired: Iterable[str] = ("kimi-k2-thinking",),
+        blind_to_video: Iterable[str] = (),
         ttft: float = 0.0,
         tokens_per_second: float | None = None,
         context_window: int = 262144,
@@ -83,6 +84,7 @@ class FakeKimi:
         self.api_key = api_key
         self.models = tuple(models)
         self.retired = tuple(retired)
+        self.blind_to_video = tuple(blind_to_video)
         self.ttft = ttft
         self.tokens_per_second = tokens_per_second
         self.context_window = context_window
@@ -212,6 +214,8 @@ class FakeKimi:
             await self._stopping.wait()
             raise KimiError(503, "server shutting down", "server_error")
         req = parse_chat_request(body, models=self.models, retired=self.retired, window=self.context_window)
+        check_media(req, lambda file_id: self._files.data(file_id) is not None,
+                    [m for m in self.models if m not in self.blind_to_video])
         reply = self._replies.popleft() if self._replies else await default_reply(req, self._files.data)
         answer = resolve(reply, req)
         cut = int(fault.kw.get("after_chunks", 3)) if fault is not None and fault.kind == "cut" \
@@ -288,7 +292,7 @@ class FakeKimi:
                 "owned_by": "moonshot",
                 "context_length": self.context_window,
                 "supports_image_in": True,
-                "supports_video_in": True,
+                "supports_video_in": model not in self.blind_to_video,
                 "supports_reasoning": True,
             }
             for model in self.models

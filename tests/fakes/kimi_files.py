@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import html
+import io
 import mimetypes
 import re
 import secrets
 import time
+import zipfile
 import zlib
 from dataclasses import dataclass
 
@@ -89,11 +92,32 @@ def pdf_text(data: bytes) -> str:
     return "\n".join(lines)
 
 
+# Office Open XML, OpenDocument and EPUB files are zip archives of XML; where each keeps its text.
+_ZIPPED_TEXT = re.compile(r"^(word/document\.xml|xl/sharedStrings\.xml|ppt/slides/slide\d+\.xml|content\.xml|"
+                          r".*\.x?html?)$")
+ZIPPED_SUFFIXES = frozenset({".docx", ".xlsx", ".pptx", ".epub", ".odt", ".ods", ".odp"})
+_TAG = re.compile(r"<[^>]+>")
+
+
+def zipped_text(data: bytes) -> str:
+    """Text of the document parts of an Office, OpenDocument or EPUB archive, in archive order."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        parts = [archive.read(name).decode("utf-8", "replace") for name in archive.namelist()
+                 if _ZIPPED_TEXT.match(name)]
+    texts = [" ".join(html.unescape(_TAG.sub(" ", part)).split()) for part in parts]
+    return "\n".join(text for text in texts if text)
+
+
 def extract(file: FakeFile) -> tuple[str, str]:
     """(content, file_type) as the content endpoint reports them."""
     file_type = mimetypes.guess_type(file.filename)[0] or file.content_type or "application/octet-stream"
     if file.data.startswith(b"%PDF") or file_type == "application/pdf":
         return pdf_text(file.data), "application/pdf"
+    if any(file.filename.lower().endswith(suffix) for suffix in ZIPPED_SUFFIXES):
+        try:
+            return zipped_text(file.data), file_type
+        except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+            raise KimiError(500, f"Failed to extract file: {exc}", "server_error") from exc
     try:
         return file.data.decode("utf-8"), file_type
     except UnicodeDecodeError as exc:

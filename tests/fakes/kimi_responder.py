@@ -238,19 +238,33 @@ def _image_bytes(url: str, file_bytes: Callable[[str], bytes | None]) -> bytes:
 
 
 async def describe_images(message: dict[str, Any], file_bytes: Callable[[str], bytes | None]) -> str | None:
+    """What the model says it sees: each image's size and colour, each video's size and container."""
     content = message.get("content")
     if not isinstance(content, list):
         return None
-    urls = []
+    images, videos = [], []
     for part in content:
-        if isinstance(part, dict) and part.get("type") == "image_url":
-            ref = part.get("image_url")
-            urls.append(ref.get("url") if isinstance(ref, dict) else ref)
-    if not urls:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("image_url", "video_url"):
+            ref = part.get(kind)
+            (images if kind == "image_url" else videos).append(ref.get("url") if isinstance(ref, dict) else ref)
+    if not images and not videos:
         return None
-    descriptions = [await asyncio.to_thread(_describe_image, _image_bytes(url, file_bytes)) for url in urls]
-    noun = "image" if len(urls) == 1 else "images"
-    return f"I see {len(urls)} {noun}: {', '.join(descriptions)}."
+    said = []
+    if images:
+        descriptions = [await asyncio.to_thread(_describe_image, _image_bytes(url, file_bytes)) for url in images]
+        noun = "image" if len(images) == 1 else "images"
+        said.append(f"I see {len(images)} {noun}: {', '.join(descriptions)}.")
+    if videos:
+        described = [_describe_video(_image_bytes(url, file_bytes)) for url in videos]
+        noun = "video" if len(videos) == 1 else "videos"
+        said.append(f"I watched {len(videos)} {noun}: {', '.join(described)}.")
+    return " ".join(said)
+
+
+def _describe_video(data: bytes) -> str:
+    container = "MP4" if data[4:8] == b"ftyp" else "WebM" if data.startswith(b"\x1a\x45\xdf\xa3") else "other"
+    return f"{len(data):,} bytes of {container}"
 
 
 SUMMARY_CHARS = 1600

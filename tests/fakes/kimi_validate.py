@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -257,3 +257,19 @@ def parse_chat_request(
     if requested > window:
         raise context_overflow(window, requested)
     return req
+
+
+def check_media(req: ChatRequest, file_exists: Callable[[str], bool], video_models: Collection[str]) -> None:
+    """Uploaded files must still exist where a request names them; videos only for models that watch them."""
+    for message in req.messages:
+        content = message.get("content")
+        for part in content if isinstance(content, list) else ():
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in ("image_url", "video_url"):
+                continue
+            if kind == "video_url" and req.model not in video_models:
+                raise invalid(f"Invalid request: model {req.model} does not support video input")
+            ref = part.get(kind)
+            url = ref.get("url") if isinstance(ref, dict) else ref
+            if isinstance(url, str) and url.startswith("ms://") and not file_exists(url.removeprefix("ms://")):
+                raise invalid(f"Invalid request: file {url.removeprefix('ms://')} not found")
