@@ -28,13 +28,20 @@ async def converse(harness: Harness, turns: int, text: str = "lorem ipsum dolor 
         await harness.ask(f"point {index}: " + text * 8, thread=thread)
 
 
-async def test_the_prompt_start_changes_only_when_compacting(kimi: FakeKimi, store: Store) -> None:
-    harness = await build_harness(kimi, store, context={"max_prompt_tokens": BUDGET})
+async def thread(kimi: FakeKimi, store: Store, turns: int, text: str = "lorem ipsum dolor sit amet ",
+                 **context: object) -> Harness:
+    """A conversation of `turns` questions under a prompt budget of BUDGET (the engine is shut down after)."""
+    harness = await build_harness(kimi, store, context={"max_prompt_tokens": BUDGET, **context})
     try:
-        await converse(harness, 40)
+        await converse(harness, turns, text)
     finally:
         await harness.engine.shutdown()
         await harness.client.aclose()
+    return harness
+
+
+async def test_the_prompt_start_changes_only_when_compacting(kimi: FakeKimi, store: Store) -> None:
+    await thread(kimi, store, 40)
     summaries = [body for body, _ in kimi.served if is_summary(body)]
     sent = [body["messages"] for body, _ in answers(kimi)]
     breaks = sum(1 for before, after in pairwise(sent) if after[: len(before)] != before)
@@ -45,12 +52,7 @@ async def test_the_prompt_start_changes_only_when_compacting(kimi: FakeKimi, sto
 
 
 async def test_summary_requests_reuse_the_cached_prompt_start(kimi: FakeKimi, store: Store) -> None:
-    harness = await build_harness(kimi, store, context={"max_prompt_tokens": BUDGET})
-    try:
-        await converse(harness, 30)
-    finally:
-        await harness.engine.shutdown()
-        await harness.client.aclose()
+    await thread(kimi, store, 30)
     summaries = [(body, usage) for body, usage in kimi.served if is_summary(body)]
     assert summaries
     for body, usage in summaries:
@@ -78,12 +80,7 @@ async def test_calibration_uses_the_whole_budget_for_text_the_guess_overcounts(s
     """The guess counts a CJK character as a token; the fake (like Kimi) packs about 1.5 per token. Calibrated,
     the thread uses the budget it has instead of compacting at two thirds of it."""
     async with FakeKimi() as kimi:
-        harness = await build_harness(kimi, store, context={"max_prompt_tokens": BUDGET})
-        try:
-            await converse(harness, 30, text="日本語のテキストです。")
-        finally:
-            await harness.engine.shutdown()
-            await harness.client.aclose()
+        harness = await thread(kimi, store, 30, "日本語のテキストです。")
         conversation = await store.get_or_create_conversation(harness.message("").key)
         ratio = harness.engine.compactor.gauge.ratio(conversation.id)
         assert ratio is not None and 0.55 <= ratio <= 0.85
@@ -94,24 +91,14 @@ async def test_calibration_uses_the_whole_budget_for_text_the_guess_overcounts(s
 
 
 async def test_kimi_counts_exactly_only_near_the_limit(kimi: FakeKimi, store: Store) -> None:
-    harness = await build_harness(kimi, store, context={"max_prompt_tokens": BUDGET})
-    try:
-        await converse(harness, 30)
-    finally:
-        await harness.engine.shutdown()
-        await harness.client.aclose()
+    await thread(kimi, store, 30)
     turns = len(answers(kimi))
     assert 0 < len(kimi.token_counts) < turns / 2
     assert all(body["model"] == "kimi-k2.6" and body["messages"] for body in kimi.token_counts)
 
 
 async def test_without_summaries_the_cut_is_kept_so_the_prompt_start_stays(kimi: FakeKimi, store: Store) -> None:
-    harness = await build_harness(kimi, store, context={"max_prompt_tokens": BUDGET, "summarize": False})
-    try:
-        await converse(harness, 30)
-    finally:
-        await harness.engine.shutdown()
-        await harness.client.aclose()
+    harness = await thread(kimi, store, 30, summarize=False)
     sent = [body["messages"] for body, _ in kimi.served]
     breaks = sum(1 for before, after in pairwise(sent) if after[: len(before)] != before)
     assert not any(is_summary(body) for body, _ in kimi.served)
