@@ -26,10 +26,11 @@ from bot.models import ModelCatalog
 from bot.publisher import StreamPublisher
 from bot.runner import ToolLoop
 from bot.search_tools import SearchTools, sources_block
+from bot.settings import Effective, effective
 from bot.tools.registry import ToolRegistry, ToolResult
 from bot.turn_work import Interruption, TurnWork
 from bot.types import IncomingMessage, PublishOptions, TurnOutcome
-from bot.usage import cost_usd, web_search_calls
+from bot.usage import answer_footer, cost_usd, web_search_calls
 from storage.store import Conversation, Store, StoredMessage, TurnState, UsageRecord
 
 log = logging.getLogger(__name__)
@@ -183,12 +184,13 @@ class Answer:
         if conversation is None:
             raise LookupError(f"conversation {turn.conversation_id} of turn {turn.id} is gone")
         attempt.conversation = conversation
+        applied = effective(conversation, await self.store.channel_settings(
+            conversation.platform, conversation.workspace, conversation.channel), self.config, self._models.default)
         notes: list[str] = list(message.notes)
         question_row: dict[str, object] | None = None
         if turn.question_row_id is None:
-            model = conversation.model or self._models.default
-            info = self._models.get(model)
-            files = await self._attachments.process(message.attachments, model=model,
+            info = self._models.get(applied.model)
+            files = await self._attachments.process(message.attachments, model=applied.model,
                                                     model_watches_video=info is None or info.video_in)
             attempt.uploads.update(files.uploads)
             notes += files.notes
@@ -208,7 +210,7 @@ class Answer:
             await self._bookkeep(lambda: self.store.link_platform_message(
                 conversation.id, message.platform, message.message_id), "link", turn.id)
         recorder = attempt.recorder = _Recorder(self, conversation, message, publisher, row.id)
-        settings = self._settings(conversation)
+        settings = self._settings(applied)
         publisher.set_status("Thinking…")
         cut = await self._cut_answer(conversation, message) if asks_to_continue(message.text) else None
         shape = PromptShape(model=settings.model, system_prompt=settings.system_prompt, thinking=settings.thinking,
@@ -232,6 +234,8 @@ class Answer:
         sources = sources_block(result.sources.cited(result.content))
         if result.hit_round_limit:
             notes.append("I reached the limit of tool rounds for one answer.")
+        if applied.usage_footer:
+            notes.append(answer_footer(self.config.kimi.pricing, result.completions, result.sources.calls))
         if result.cut_by_length:
             notes.append(cut_note(thinking_only=not result.content.strip() and bool(result.reasoning),
                                   max_tokens=request.max_tokens, prefix=work.command_prefix))
@@ -274,14 +278,11 @@ class Answer:
                 return stored if stored.status == "truncated" else None
         return None
 
-    def _settings(self, conversation: Conversation) -> _Settings:
-        kimi = self.config.kimi
-        model = conversation.model or self._models.default
-        thinking = kimi.thinking if conversation.thinking is None else conversation.thinking
-        plan = self._kimi.plan(model, thinking=thinking, web_search=kimi.search is SearchBackend.BUILTIN)
-        template = conversation.system_prompt or self.config.bot.system_prompt
-        return _Settings(model=model, thinking=plan.thinking, web_search=plan.web_search,
-                         system_prompt=render_system_prompt(template, self._clock()), note=plan.note)
+    def _settings(self, applied: Effective) -> _Settings:
+        plan = self._kimi.plan(applied.model, thinking=applied.thinking,
+                               web_search=self.config.kimi.search is SearchBackend.BUILTIN)
+        return _Settings(model=applied.model, thinking=plan.thinking, web_search=plan.web_search,
+                         system_prompt=render_system_prompt(applied.system_prompt, self._clock()), note=plan.note)
 
     def _offered_tools(self) -> list[dict[str, Any]]:
         search = self._search.definitions() if self._search is not None else []

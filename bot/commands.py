@@ -7,18 +7,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.access import AccessPolicy
+from bot.channel_commands import ChannelCommand
 from bot.config import Config, SearchBackend
 from bot.kimi import KimiClient
 from bot.models import ModelCatalog
 from bot.scheduler import TurnScheduler
+from bot.settings import MAX_SYSTEM_PROMPT, Effective, effective
 from bot.types import IncomingMessage
 from bot.usage import format_summary
 from storage.store import Store
 
-NAMES = ("reset", "model", "think", "system", "usage", "stop", "help")
+NAMES = ("reset", "model", "think", "system", "usage", "stop", "help", "channel")
 ALIASES = {"thinking": "think", "new": "reset", "clear": "reset", "cancel": "stop", "cost": "usage"}
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
-MAX_SYSTEM_PROMPT = 8000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ def help_text(prefix: str) -> str:
         f"• `{p}think on|off`: turn Kimi's thinking on or off for this conversation",
         f"• `{p}system [text|reset]`: show or set this conversation's system prompt (admins)",
         f"• `{p}usage`: tokens and cost for this conversation, for you, and for this workspace",
+        f"• `{p}channel [setting value]`: this channel's defaults (prompt, model, think, footer; admins set them)",
         f"• `{p}stop`: stop the answer being written",
         f"• `{p}help`: this list",
     ])
@@ -66,6 +68,7 @@ class CommandHandler:
         self._kimi = kimi
         self._scheduler = scheduler
         self._models = models
+        self._channel = ChannelCommand(config=config, store=store, models=models)
 
     async def run(self, message: IncomingMessage, command: Command, access: AccessPolicy,
                   prefix: str = "!") -> str:
@@ -74,6 +77,8 @@ class CommandHandler:
             return help_text(prefix)
         if command.name == "stop":
             return "Stopped." if self._scheduler.cancel(key) else "Nothing is being written right now."
+        if command.name == "channel":
+            return await self._channel.run(message, command.args, access, prefix)
         conversation = await self._store.get_or_create_conversation(key)
         if command.name == "reset":
             self._scheduler.cancel(key)
@@ -81,12 +86,15 @@ class CommandHandler:
             return "Started a fresh conversation. Earlier messages stay in the log but are no longer sent to Kimi."
         if command.name == "usage":
             return await self._usage(message, conversation.id)
-        model = conversation.model or self._models.default
-        thinking = self._config.kimi.thinking if conversation.thinking is None else conversation.thinking
+        applied = effective(conversation, await self._store.channel_settings(
+            message.platform, message.workspace, message.channel), self._config, self._models.default)
+        model, thinking = applied.model, applied.thinking
         if command.name == "model":
             available = self._available()
             if not command.args:
-                return f"This conversation uses `{model}`. Admins can change it with `{prefix}model <id>`.{available}"
+                origin = {"channel": " (this channel's default)", "default": ""}.get(applied.origin["model"], "")
+                return (f"This conversation uses `{model}`{origin}. Admins can change it with `{prefix}model <id>`."
+                        f"{available}")
             if not access.is_admin(message):
                 return "Only admins can change the model."
             if not MODEL_ID.match(command.args):
@@ -97,7 +105,7 @@ class CommandHandler:
             return f"This conversation now uses `{command.args}`."
         if command.name == "think":
             return await self._think(conversation.id, command.args, model, thinking)
-        return await self._system(message, conversation.id, command.args, conversation.system_prompt, access)
+        return await self._system(message, conversation.id, command.args, applied, access)
 
     def _available(self) -> str:
         ids = self._models.ids()
@@ -113,12 +121,12 @@ class CommandHandler:
         note = f" Note: {plan.note}." if plan.note else ""
         return f"Thinking is now {choice} for this conversation.{note}"
 
-    async def _system(self, message: IncomingMessage, conversation_id: int, args: str, current: str | None,
+    async def _system(self, message: IncomingMessage, conversation_id: int, args: str, applied: Effective,
                       access: AccessPolicy) -> str:
         if not args:
-            shown = current or self._config.bot.system_prompt
-            origin = "this conversation's" if current else "the default"
-            return f"Using {origin} system prompt:\n> {shown[:1500]}"
+            origin = {"conversation": "this conversation's", "channel": "this channel's"}.get(
+                applied.origin["system_prompt"], "the default")
+            return f"Using {origin} system prompt:\n> {applied.system_prompt[:1500]}"
         if not access.is_admin(message):
             return "Only admins can change the system prompt."
         if args.lower() in ("reset", "default"):

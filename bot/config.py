@@ -130,6 +130,8 @@ class BotConfig(_Section):
     busy_policy: Literal["queue", "restart"] = "queue"
     max_queued: int = Field(default=5, ge=1)
     edit_interval: float = Field(default=1.0, ge=0.1)
+    # One short line under each answer: tokens, cached share, searches and cost. Channels can override it.
+    usage_footer: bool = False
 
 
 class ImageConfig(_Section):

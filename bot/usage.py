@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bot.config import PricingConfig
 from bot.kimi import Completion
 from storage.store import UsageSummary
@@ -34,3 +36,19 @@ def format_summary(label: str, summary: UsageSummary) -> str:
     return (f"*{label}:* {summary.calls} call{'s' if summary.calls != 1 else ''}, "
             f"{summary.prompt_tokens:,} prompt tokens{cached}, {summary.completion_tokens:,} output tokens"
             f"{searches}, ${summary.cost_usd:.4f}")
+
+
+def answer_footer(pricing: PricingConfig, completions: Sequence[Completion], tool_searches: int) -> str:
+    """One line under an answer: what it took and cost (all its Kimi calls and searches)."""
+    prompt = sum(c.usage.prompt_tokens for c in completions)
+    cached = sum(c.usage.cached_tokens for c in completions)
+    output = sum(c.usage.completion_tokens for c in completions)
+    searches = tool_searches + sum(web_search_calls(c) for c in completions)
+    cost = sum(cost_usd(pricing, c) for c in completions) + tool_searches * pricing.search_tool_call
+    parts = [f"{prompt + output:,} tokens"]
+    if prompt:
+        parts[0] += f" ({cached / prompt:.0%} of the prompt cached)"
+    if searches:
+        parts.append(f"{searches} search{'es' if searches != 1 else ''}")
+    parts.append(f"${cost:.4f}")
+    return " · ".join(parts)

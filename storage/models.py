@@ -98,6 +98,24 @@ class ConversationRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
+class ChannelSettingsRow(Base):
+    """An admin's defaults for every conversation in one channel; None means "use the configured default"."""
+
+    __tablename__ = "channel_settings"
+    __table_args__ = (UniqueConstraint("platform", "workspace", "channel"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(PLATFORM_LENGTH))
+    workspace: Mapped[str] = mapped_column(String(ID_LENGTH))
+    channel: Mapped[str] = mapped_column(String(ID_LENGTH))
+    model: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    thinking: Mapped[bool | None] = mapped_column(Boolean)
+    system_prompt: Mapped[str | None] = mapped_column(Text)
+    usage_footer: Mapped[bool | None] = mapped_column(Boolean)
+    updated_by: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
 class MessageRow(Base):
     __tablename__ = "messages"
     __table_args__ = (

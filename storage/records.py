@@ -102,6 +102,19 @@ class StoredTurn:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class ChannelSettings:
+    model: str | None = None
+    thinking: bool | None = None
+    system_prompt: str | None = None
+    usage_footer: bool | None = None
+    updated_by: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return (self.model, self.thinking, self.system_prompt, self.usage_footer) == (None, None, None, None)
+
+
 class MediaKind(enum.StrEnum):
     IMAGE = "image"
     VIDEO = "video"

@@ -12,11 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import db
 from storage.attachments import AttachmentOps
+from storage.channels import ChannelOps
 from storage.conversations import ConversationOps
 from storage.events import EventOps
 from storage.messages import MessageOps
 from storage.records import (
     UNSET,
+    ChannelSettings,
     Conversation,
     MediaKind,
     StoredAttachment,
@@ -33,6 +35,7 @@ from storage.usage import UsageOps
 
 __all__ = [
     "UNSET",
+    "ChannelSettings",
     "Conversation",
     "MediaKind",
     "Store",
@@ -48,7 +51,7 @@ __all__ = [
 
 
 @retrying_methods
-class Store(TurnOps, ConversationOps, MessageOps, EventOps, AttachmentOps, UsageOps):
+class Store(TurnOps, ConversationOps, ChannelOps, MessageOps, EventOps, AttachmentOps, UsageOps):
     """Every public method retries busy-database and lost-connection errors for `retry_policy.window`
     seconds, then raises StoreUnavailable (storage/retry.py)."""
 

@@ -23,7 +23,7 @@ async def test_commands_are_synced_as_one_group(discord_fake: FakeDiscord, kimi:
     [group] = fake.global_commands
     assert group["name"] == "kimi"
     names = {option["name"] for option in group["options"]}
-    assert names == {"ask", "reset", "model", "think", "system", "usage", "stop", "help"}
+    assert names == {"ask", "reset", "model", "think", "system", "usage", "stop", "help", "channel"}
     ask = next(o for o in group["options"] if o["name"] == "ask")
     assert [(o["name"], o["type"], o.get("required", False)) for o in ask["options"]] == [
         ("prompt", 3, True), ("image", 11, False)]
@@ -95,6 +95,24 @@ async def test_settings_commands_act_on_the_conversation(discord_fake: FakeDisco
     assert kimi.requests[-1]["thinking"] == {"type": "enabled"}
     help_message = fake.interactions.records[3]
     assert fake.message(help_message.original_message_id).flags & 64  # help is ephemeral
+
+
+async def test_an_admin_gives_a_channel_its_own_prompt(discord_fake: FakeDiscord, kimi: FakeKimi,
+                                                       store: Store) -> None:
+    fake = discord_fake
+    services = make_services(fake, kimi, store, access={"admins": [str(fake.user.id)]})
+    async with running_bot(services, fake):
+        async def run(name: str, options: dict[str, str] | None = None) -> str:
+            record = await fake.invoke_command(name, options)
+            await fake.wait_for(lambda: record.original_message_id is not None
+                                and fake.message(record.original_message_id).text != "", WAIT)
+            return fake.message(record.original_message_id).text
+
+        said = await run("kimi channel", {"setting": "prompt", "value": "You are the on-call assistant."})
+        assert "System prompt set" in said
+        assert "on-call assistant" in await run("kimi channel")
+        await run("kimi ask", {"prompt": "who are you?"})
+    assert kimi.requests[-1]["messages"][0]["content"] == "You are the on-call assistant."
 
 
 async def test_refused_users_get_a_private_answer_without_defer(discord_fake: FakeDiscord, kimi: FakeKimi,

@@ -16,7 +16,8 @@ from sqlalchemy.engine import Connection, make_url
 from storage.db import alembic_config, make_engine, migrate, normalize_url
 from storage.models import Base
 
-TABLES = {"conversations", "messages", "attachments", "processed_events", "message_refs", "usage", "turns"}
+TABLES = {"conversations", "messages", "attachments", "processed_events", "message_refs", "usage", "turns",
+          "channel_settings"}
 
 
 def _schema_diff(connection: Connection, metadata: MetaData = Base.metadata) -> list[Any]:
