@@ -6,29 +6,40 @@ from __future__ import annotations
 from bot.access import AccessPolicy
 from bot.config import Config
 from bot.models import ModelCatalog
-from bot.settings import MAX_SYSTEM_PROMPT
+from bot.settings import MAX_SYSTEM_PROMPT, ChannelDefaults
 from bot.types import IncomingMessage
 from storage.store import UNSET, ChannelSettings, Store
 
-SETTINGS = ("prompt", "model", "think", "footer", "reset")
+SETTINGS = ("prompt", "model", "think", "footer", "mentions", "reset")
 _SWITCH = {"on": True, "off": False, "default": None, "reset": None}
+# `mentions optional`: every message in the channel is answered, not only mentions.
+_MENTIONS = {"optional": True, "required": False, "default": None, "reset": None}
 
 
 def channel_help(prefix: str) -> str:
     p = f"{prefix}channel"
     return (f"`{p}` shows this channel's defaults. Admins: `{p} prompt <text>`, `{p} model <id>`, "
-            f"`{p} think on|off`, `{p} footer on|off` (cost line under answers); `default` as the value, or "
+            f"`{p} think on|off`, `{p} footer on|off` (cost line under answers), `{p} mentions optional|required` "
+            f"(answer every message here, or only mentions); `default` as the value, or "
             f"`{p} reset`, goes back to the configured defaults.")
 
 
 class ChannelCommand:
-    def __init__(self, *, config: Config, store: Store, models: ModelCatalog) -> None:
+    def __init__(self, *, config: Config, store: Store, models: ModelCatalog, channels: ChannelDefaults) -> None:
         self._config = config
         self._store = store
         self._models = models
+        self._channels = channels
 
     async def run(self, message: IncomingMessage, args: str, access: AccessPolicy, prefix: str) -> str:
         where = (message.platform, message.workspace, message.channel)
+        try:
+            return await self._run(message, args, access, prefix, where)
+        finally:
+            self._channels.forget(*where)
+
+    async def _run(self, message: IncomingMessage, args: str, access: AccessPolicy, prefix: str,
+                   where: tuple[str, str, str]) -> str:
         setting, _, value = args.strip().partition(" ")
         setting, value = setting.lower(), value.strip()
         if not setting:
@@ -40,7 +51,8 @@ class ChannelCommand:
         by = message.user
         if setting == "reset":
             await self._store.update_channel_settings(*where, updated_by=by, model=None, thinking=None,
-                                                      system_prompt=None, usage_footer=None)
+                                                      system_prompt=None, usage_footer=None,
+                                                      answer_without_mention=None)
             return "This channel is back on the configured defaults."
         if setting == "prompt":
             if not value:
@@ -60,6 +72,13 @@ class ChannelCommand:
                 return f"`{model[:80]}` is not available to this Kimi account. Available: {ids}."
             await self._store.update_channel_settings(*where, updated_by=by, model=model)
             return f"Conversations in this channel now use `{model or self._models.default}` unless they chose one."
+        if setting == "mentions":
+            mentions = _MENTIONS.get(value.lower(), UNSET)
+            if mentions is UNSET:
+                return f"Use `{prefix}channel mentions optional`, `required` or `default`."
+            await self._store.update_channel_settings(*where, updated_by=by, answer_without_mention=mentions)
+            return ("I now answer every message in this channel." if mentions else
+                    "I now answer only mentions in this channel.")
         switch = _SWITCH.get(value.lower(), UNSET)
         if switch is UNSET:
             return f"Use `{prefix}channel {setting} on`, `off` or `default`."
@@ -81,5 +100,7 @@ class ChannelCommand:
             lines.append(f"• thinking: {'on' if current.thinking else 'off'}")
         if current.usage_footer is not None:
             lines.append(f"• cost line under answers: {'on' if current.usage_footer else 'off'}")
+        if current.answer_without_mention is not None:
+            lines.append(f"• mentions: {'optional' if current.answer_without_mention else 'required'}")
         lines.append(channel_help(prefix))
         return "\n".join(lines)

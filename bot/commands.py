@@ -12,7 +12,7 @@ from bot.config import Config, SearchBackend
 from bot.kimi import KimiClient
 from bot.models import ModelCatalog
 from bot.scheduler import TurnScheduler
-from bot.settings import MAX_SYSTEM_PROMPT, Effective, effective
+from bot.settings import MAX_SYSTEM_PROMPT, ChannelDefaults, Effective, effective
 from bot.types import IncomingMessage
 from bot.usage import format_summary
 from storage.store import Store
@@ -62,13 +62,13 @@ def help_text(prefix: str) -> str:
 
 class CommandHandler:
     def __init__(self, *, config: Config, store: Store, kimi: KimiClient, scheduler: TurnScheduler,
-                 models: ModelCatalog) -> None:
+                 models: ModelCatalog, channels: ChannelDefaults) -> None:
         self._config = config
         self._store = store
         self._kimi = kimi
         self._scheduler = scheduler
         self._models = models
-        self._channel = ChannelCommand(config=config, store=store, models=models)
+        self._channel = ChannelCommand(config=config, store=store, models=models, channels=channels)
 
     async def run(self, message: IncomingMessage, command: Command, access: AccessPolicy,
                   prefix: str = "!") -> str:

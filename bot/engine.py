@@ -27,6 +27,7 @@ from bot.kimi import Completion, KimiClient
 from bot.models import ModelCatalog
 from bot.replica import Replica
 from bot.scheduler import Ticket, TurnScheduler
+from bot.settings import ChannelDefaults
 from bot.splitting import split_message
 from bot.summarize import Summarizer
 from bot.tools.registry import ToolRegistry
@@ -68,8 +69,9 @@ class Engine:
                                    summarizer=Summarizer(kimi, store, self._record_usage))
         self._answer = Answer(config=config, store=store, kimi=kimi, tools=tools, attachments=attachments,
                               compactor=self.compactor, leases=self._leases, models=self.models, clock=clock)
+        self.channels = ChannelDefaults(store)
         self._commands = CommandHandler(config=config, store=store, kimi=kimi, scheduler=self._scheduler,
-                                        models=self.models)
+                                        models=self.models, channels=self.channels)
         self._intake = Intake(store, config.turns, self.replica)
         self._works: dict[int, TurnWork] = {}
         self._resumers: dict[str, TurnResumer] = {}
@@ -283,6 +285,10 @@ class Engine:
         await self.drain(0.0)
 
     # -- conversation facts adapters route on ----------------------------------------------------------
+
+    async def answers_every_message(self, platform: str, workspace: str, channel: str) -> bool:
+        """Whether an admin asked for answers to every message in this channel (`channel mentions optional`)."""
+        return (await self.channels.get(platform, workspace, channel)).answer_without_mention is True
 
     async def has_history(self, key: ConversationKey) -> bool:
         """Whether the bot already keeps this conversation (adapters: answer follow-ups without a mention)."""

@@ -3,10 +3,13 @@ else the configuration's. One place, so answers, commands and `help` agree on wh
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.config import Config
-from storage.store import ChannelSettings, Conversation
+from storage.store import ChannelSettings, Conversation, Store
 
 MAX_SYSTEM_PROMPT = 8000  # characters, for a conversation's or a channel's prompt
 
@@ -39,3 +42,32 @@ def effective(conversation: Conversation, channel: ChannelSettings, config: Conf
     footer = pick(None, channel.usage_footer, config.bot.usage_footer, "usage_footer")
     return Effective(model=str(model), thinking=bool(thinking), system_prompt=str(prompt), usage_footer=bool(footer),
                      origin=origin)
+
+
+class ChannelDefaults:
+    """Channel settings for questions asked of every message (does this channel want answers without a mention?),
+    cached for `ttl` seconds: a busy channel costs one read per `ttl`, and an admin's change reaches the other
+    replicas within it (this process forgets its copy at once)."""
+
+    def __init__(self, store: Store, *, ttl: float = 30.0, capacity: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._capacity = capacity
+        self._clock = clock
+        self._cached: OrderedDict[tuple[str, str, str], tuple[float, ChannelSettings]] = OrderedDict()
+
+    async def get(self, platform: str, workspace: str, channel: str) -> ChannelSettings:
+        where = (platform, workspace, channel)
+        hit = self._cached.get(where)
+        if hit is not None and self._clock() - hit[0] < self._ttl:
+            return hit[1]
+        settings = await self._store.channel_settings(*where)
+        self._cached[where] = (self._clock(), settings)
+        self._cached.move_to_end(where)
+        while len(self._cached) > self._capacity:
+            self._cached.popitem(last=False)
+        return settings
+
+    def forget(self, platform: str, workspace: str, channel: str) -> None:
+        self._cached.pop((platform, workspace, channel), None)

@@ -19,6 +19,7 @@ class ChannelOps(StoreBase):
         self, platform: str, workspace: str, channel: str, *, updated_by: str,
         model: str | _Unset | None = UNSET, thinking: bool | _Unset | None = UNSET,
         system_prompt: str | _Unset | None = UNSET, usage_footer: bool | _Unset | None = UNSET,
+        answer_without_mention: bool | _Unset | None = UNSET,
     ) -> ChannelSettings:
         """Change a channel's defaults; UNSET leaves one alone, None restores the configured default."""
         values = {"platform": platform, "workspace": workspace, "channel": channel, "updated_by": updated_by,
@@ -37,6 +38,8 @@ class ChannelOps(StoreBase):
                 row.system_prompt = valid_optional(system_prompt)
             if usage_footer is not UNSET:
                 row.usage_footer = usage_footer
+            if answer_without_mention is not UNSET:
+                row.answer_without_mention = answer_without_mention
             row.updated_by = updated_by
             await session.commit()
             return _settings(row)
@@ -50,4 +53,5 @@ class ChannelOps(StoreBase):
 
 def _settings(row: ChannelSettingsRow) -> ChannelSettings:
     return ChannelSettings(model=row.model, thinking=row.thinking, system_prompt=row.system_prompt,
-                           usage_footer=row.usage_footer, updated_by=row.updated_by)
+                           usage_footer=row.usage_footer, answer_without_mention=row.answer_without_mention,
+                           updated_by=row.updated_by)

@@ -112,6 +112,7 @@ class ChannelSettingsRow(Base):
     thinking: Mapped[bool | None] = mapped_column(Boolean)
     system_prompt: Mapped[str | None] = mapped_column(Text)
     usage_footer: Mapped[bool | None] = mapped_column(Boolean)
+    answer_without_mention: Mapped[bool | None] = mapped_column(Boolean)
     updated_by: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

@@ -108,11 +108,13 @@ class ChannelSettings:
     thinking: bool | None = None
     system_prompt: str | None = None
     usage_footer: bool | None = None
+    answer_without_mention: bool | None = None
     updated_by: str = ""
 
     @property
     def empty(self) -> bool:
-        return (self.model, self.thinking, self.system_prompt, self.usage_footer) == (None, None, None, None)
+        return all(value is None for value in (self.model, self.thinking, self.system_prompt, self.usage_footer,
+                                               self.answer_without_mention))
 
 
 class MediaKind(enum.StrEnum):

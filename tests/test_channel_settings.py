@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.access import AccessPolicy
 from bot.config import AccessConfig
+from bot.settings import ChannelDefaults
 from storage.store import Store
 from tests.fakes.kimi import FakeKimi
 from tests.fixtures.engine import Harness, build_harness
@@ -53,6 +54,8 @@ async def test_only_admins_change_a_channel_but_anyone_may_look(harness: Harness
     assert "footer is on" in await as_user("boss", "!channel footer on")
     assert "I don't know the channel setting `colour`" in await as_user("boss", "!channel colour blue")
     assert "on`, `off` or `default`" in await as_user("boss", "!channel think maybe")
+    assert "every message" in await as_user("boss", "!channel mentions optional")
+    assert "mentions: optional" in await as_user("intern", "!channel")
 
 
 async def test_the_usage_footer_shows_what_an_answer_took(kimi: FakeKimi, store: Store) -> None:
@@ -66,3 +69,17 @@ async def test_the_usage_footer_shows_what_an_answer_took(kimi: FakeKimi, store:
     finally:
         await harness.engine.shutdown()
         await harness.client.aclose()
+
+
+async def test_other_replicas_see_a_channel_change_within_the_cache_time(store: Store) -> None:
+    now = [0.0]
+    cached = ChannelDefaults(store, ttl=30.0, clock=lambda: now[0])
+    assert (await cached.get("slack", "T1", "C1")).answer_without_mention is None
+    # Another replica's admin changes the channel; this process reads it again only after the cache time.
+    await store.update_channel_settings("slack", "T1", "C1", updated_by="U1", answer_without_mention=True)
+    assert (await cached.get("slack", "T1", "C1")).answer_without_mention is None
+    now[0] = 31.0
+    assert (await cached.get("slack", "T1", "C1")).answer_without_mention is True
+    await store.update_channel_settings("slack", "T1", "C1", updated_by="U1", answer_without_mention=False)
+    cached.forget("slack", "T1", "C1")  # what this process's own `channel` command does
+    assert (await cached.get("slack", "T1", "C1")).answer_without_mention is False

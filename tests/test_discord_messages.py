@@ -72,6 +72,26 @@ async def test_thread_follow_up_needs_no_mention(discord_fake: FakeDiscord, kimi
     assert fake.bot_messages(fake.thread_id) == []
 
 
+async def test_a_channel_set_to_answer_every_message_needs_no_mention(discord_fake: FakeDiscord, kimi: FakeKimi,
+                                                                      store: Store) -> None:
+    fake = discord_fake
+    services = make_services(fake, kimi, store)
+    async with running_bot(services, fake) as client:
+        await fake.dispatch_message(content="is anyone there?")  # before: not a mention, not answered
+        await turns(client, 1)
+        await fake.dispatch_message(content=f"{fake.bot_user.mention} !channel mentions optional")
+        await turns(client, 2)
+        await fake.dispatch_message(content="is the build green?")
+        await turns(client, 3)
+        # A thread of that channel follows it too.
+        await fake.dispatch_message(fake.thread_id, "and in here?")
+        await turns(client, 4)
+    answered = [m.text for thread in fake.threads_created for m in fake.bot_messages(thread.thread_id)]
+    assert "I now answer every message in this channel." in answered
+    assert "Echo: is the build green?" in answered and not any("anyone there" in t for t in answered)
+    assert texts(fake.bot_messages(fake.thread_id)) == ["Echo: and in here?"]
+
+
 async def test_mention_in_an_unseen_thread_reads_its_earlier_messages(discord_fake: FakeDiscord, kimi: FakeKimi,
                                                                        store: Store) -> None:
     fake = discord_fake

@@ -202,3 +202,21 @@ async def test_many_mentions_at_once_by_one_person_look_their_name_up_once(bot: 
     for deliveries in sent:
         thread = deliveries[0].payload["event"]["ts"]
         assert len(bot.bot_replies(fake.general, thread)) == 1
+
+
+async def test_a_channel_set_to_answer_every_message_needs_no_mention(bot: SlackBot) -> None:
+    fake = bot.fake
+    quiet = fake.add_channel("quiet")
+    setup = await fake.send_mention(bot.url, fake.general, fake.alice, "!channel mentions optional")
+    await bot.settle(len(setup))
+    said = bot.bot_replies(fake.general, setup[0].payload["event"]["ts"])
+    assert "I now answer every message in this channel." in said[0].text
+    asked = fake.payloads.message(fake.general, fake.bob, "is the build green?")
+    elsewhere = fake.payloads.message(quiet.id, fake.bob, "chatter in another channel")
+    await fake.send_event(bot.url, asked)
+    await fake.send_event(bot.url, elsewhere)
+    await bot.settle(len(setup) + 2)
+    replies = bot.bot_replies(fake.general, asked["ts"])
+    assert [r.text for r in replies] == ["Echo: is the build green?"]
+    assert not bot.bot_replies(quiet.id, elsewhere["ts"])
+    assert len(bot.kimi.requests) == 1

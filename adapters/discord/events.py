@@ -87,6 +87,10 @@ class MessageRouter:
         if (author.bot or message.webhook_id is not None) and self._config.access.ignore_bots:
             return None
         mentioned = conv.mentions_me(message, me)
+        if not mentioned and message.guild is not None:
+            # An admin may have set `channel mentions optional` (a thread follows its parent channel's setting).
+            parent = message.channel.parent_id if isinstance(message.channel, discord.Thread) else message.channel.id
+            mentioned = await self._engine.answers_every_message(conv.PLATFORM, str(message.guild.id), str(parent))
         text = conv.readable(message, me)
         attachments = tuple(conv.attachment(a, self._downloads) for a in message.attachments)
         channel = message.channel

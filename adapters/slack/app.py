@@ -193,6 +193,9 @@ class SlackAdapter:
         engine = self.services.engine
         try:
             thread = ev.key_thread
+            if not ev.is_dm and not ev.mentioned and await engine.answers_every_message(PLATFORM, ev.team,
+                                                                                         ev.channel):
+                ev = replace(ev, mentioned=True)  # an admin set `channel mentions optional` here
             if not ev.is_dm and not ev.mentioned:
                 if not ev.in_thread:
                     return

@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("thinking", sa.Boolean(), nullable=True),
         sa.Column("system_prompt", sa.Text(), nullable=True),
         sa.Column("usage_footer", sa.Boolean(), nullable=True),
+        sa.Column("answer_without_mention", sa.Boolean(), nullable=True),
         sa.Column("updated_by", sa.String(255), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_channel_settings"),
