@@ -77,8 +77,9 @@ class Compactor:
         multi_author = len({m.author for m in history if m.role == "user" and m.author}) > 1
         builder = ContextBuilder(self._store.get_attachment, max_prompt_tokens=self.budget(shape.model),
                                  max_images=self._config.context.max_images)
+        media = await self._store.media_kinds([i for m in history for i in m.media_ids])
         layout = await builder.layout(history, system_prompt=shape.system_prompt, summary=conversation.summary,
-                                      tools=shape.tools, multi_author=multi_author)
+                                      tools=shape.tools, multi_author=multi_author, media=media)
         budget = self.budget(shape.model)
         scale = partial(self.estimate, conversation.id, tool_tokens=layout.tool_tokens)
         if await self._fits(conversation.id, shape, layout, budget):
@@ -103,7 +104,7 @@ class Compactor:
         notes.append(f"I summarized {len(dropped)} older messages to fit Kimi's context.")
         kept = [m for m in history if m.seq > upto_seq]
         compacted = await builder.layout(kept, system_prompt=shape.system_prompt, summary=summary,
-                                         tools=shape.tools, multi_author=multi_author)
+                                         tools=shape.tools, multi_author=multi_author, media=media)
         return compacted.context(compacted.oldest_to_drop(budget, scale))
 
     async def _fits(self, conversation_id: int, shape: PromptShape, layout: Layout, budget: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -161,7 +161,10 @@ class ContextBuilder:
         return layout.context(layout.oldest_to_drop(self._max_prompt_tokens))
 
     async def layout(self, history: Sequence[StoredMessage], *, system_prompt: str, summary: str | None,
-                     tools: Sequence[dict[str, Any]], multi_author: bool) -> Layout:
+                     tools: Sequence[dict[str, Any]], multi_author: bool,
+                     media: Mapping[int, tuple[MediaKind, str]] | None = None) -> Layout:
+        """`media`: kind and name of the history's attachments, when known, so old videos are described
+        without loading their bytes."""
         system = [{"role": "system", "content": system_prompt}]
         if summary:
             system.append({"role": "system", "content": SUMMARY_HEADER + summary})
@@ -175,7 +178,8 @@ class ContextBuilder:
         for turn in reversed(turns):
             for message in turn.messages:
                 wire, tokens, used, omitted = await self._wire(message, image_budget, multi_author,
-                                                               current=turn is turns[-1], uploads=uploads)
+                                                               current=turn is turns[-1], uploads=uploads,
+                                                               media=media or {})
                 image_budget -= used
                 images_omitted += omitted
                 turn.wire.append(wire)
@@ -184,7 +188,8 @@ class ContextBuilder:
                       images_omitted=images_omitted, uploads=uploads)
 
     async def _wire(self, message: StoredMessage, image_budget: int, multi_author: bool, *, current: bool,
-                    uploads: list[int]) -> tuple[dict[str, Any], int, int, int]:
+                    uploads: list[int], media: Mapping[int, tuple[MediaKind, str]]
+                    ) -> tuple[dict[str, Any], int, int, int]:
         """The message as Kimi takes it. Videos go only with the question they came with (`current`); the ids of
         uploaded ones sent are added to `uploads`."""
         text = message.text
@@ -211,13 +216,17 @@ class ContextBuilder:
         used = omitted = 0
         notes: list[str] = []
         for attachment_id in message.media_ids:
+            known = media.get(attachment_id)
+            if known is not None and known[0] is MediaKind.VIDEO and not current:
+                notes.append(_earlier_video(known[1]))
+                continue
             attachment = await self._load(attachment_id) if used < image_budget else None
             if attachment is None:
                 omitted += 1
             elif attachment.kind is MediaKind.VIDEO:
                 part = _video_part(attachment) if current else None
                 if part is None:
-                    notes.append(f"[video {attachment.filename or ''} from an earlier message is not resent]")
+                    notes.append(_earlier_video(attachment.filename))
                 else:
                     parts.append(part)
                     tokens += VIDEO_TOKENS
@@ -239,6 +248,10 @@ class ContextBuilder:
         if text:
             parts.append({"type": "text", "text": text})
         return {"role": message.role, "content": parts}, tokens, used, omitted
+
+
+def _earlier_video(filename: str) -> str:
+    return f"[video {filename} from an earlier message is not resent]"
 
 
 def _video_part(attachment: StoredAttachment) -> dict[str, Any] | None:

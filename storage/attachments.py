@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
 
 from sqlalchemy import select, update
 
@@ -61,6 +62,16 @@ class AttachmentOps(StoreBase):
         async with self._sessions() as session:
             row = await session.get(AttachmentRow, attachment_id)
             return attachment_from_row(row) if row is not None else None
+
+    async def media_kinds(self, attachment_ids: Sequence[int]) -> dict[int, tuple[MediaKind, str]]:
+        """Kind and file name of each attachment, without its bytes: a history's old videos are described, not
+        sent, and reading megabytes to write one line of text would be waste."""
+        if not attachment_ids:
+            return {}
+        async with self._sessions() as session:
+            rows = await session.execute(select(AttachmentRow.id, AttachmentRow.kind, AttachmentRow.filename)
+                                         .where(AttachmentRow.id.in_(set(attachment_ids))))
+            return {row.id: (MediaKind(row.kind), row.filename) for row in rows}
 
     async def set_remote_id(self, attachment_id: int, remote_id: str | None) -> None:
         """Record a new upload of the attachment to Kimi, or (None) that its upload was deleted."""

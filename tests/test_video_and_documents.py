@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import event
+
 from bot.types import IncomingAttachment
 from storage.store import MediaKind, Store
 from tests.fakes.kimi import FakeKimi
@@ -38,7 +40,16 @@ async def test_a_short_screen_recording_goes_inline_once(kimi: FakeKimi, harness
     assert "I watched 1 video: 2,000,000 bytes of MP4" in said
     assert video_parts(kimi.requests[-1])[0].startswith("data:video/mp4;base64,")
     assert not kimi.files
+    blobs_read: list[str] = []
+
+    @event.listens_for(harness.store.engine.sync_engine, "before_cursor_execute")
+    def watch(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "attachments.data" in statement:
+            blobs_read.append(statement)
+
     await ask(harness, "and what should I try next?")
+    event.remove(harness.store.engine.sync_engine, "before_cursor_execute", watch)
+    assert not blobs_read  # the old video is described, its megabytes are not read
     assert not video_parts(kimi.requests[-1])
     earlier = next(m for m in kimi.requests[-1]["messages"] if m["role"] == "user")
     assert "video bug.mp4 from an earlier message is not resent" in str(earlier["content"])
