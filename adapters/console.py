@@ -17,7 +17,7 @@ from typing import TextIO
 from bot.app import Services, build_services
 from bot.budget import UnlimitedBudget
 from bot.config import Config
-from bot.types import IncomingAttachment, IncomingMessage, PublishOptions
+from bot.types import AnswerControls, IncomingAttachment, IncomingMessage, PublishOptions
 
 HELP = """Commands: /file PATH [question] attaches a picture, video, text, PDF, Office or ebook file (/image does
 the same); /reset, /model [id], /think on|off, /system [text], /usage, /help; /quit leaves. Anything else is sent
@@ -40,13 +40,13 @@ class ConsoleSurface:
         self._printed = ""
         self._status_shown = False
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, controls: AnswerControls | None = None) -> str:
         message_id = f"console-{len(self._texts) + 1}"
         self._texts[message_id] = text
         self._stream(text)
         return message_id
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, controls: AnswerControls | None = None) -> None:
         self._texts[message_id] = text
         self._stream(text)
 

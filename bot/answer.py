@@ -29,7 +29,7 @@ from bot.search_tools import SearchTools, sources_block
 from bot.settings import Effective, effective
 from bot.tools.registry import ToolRegistry, ToolResult
 from bot.turn_work import Interruption, TurnWork
-from bot.types import IncomingMessage, PublishOptions, TurnOutcome
+from bot.types import AnswerControls, IncomingMessage, PublishOptions, TurnOutcome
 from bot.usage import answer_footer, cost_usd, web_search_calls
 from storage.store import Conversation, Store, StoredMessage, TurnState, UsageRecord
 
@@ -240,7 +240,8 @@ class Answer:
             notes.append(cut_note(thinking_only=not result.content.strip() and bool(result.reasoning),
                                   max_tokens=request.max_tokens, prefix=work.command_prefix))
         footer = "\n\n".join(part for part in (sources, "\n".join(f"_{note}_" for note in notes)) if part) or None
-        ids = await publisher.finish(footer=footer)
+        controls = AnswerControls(turn.id) if self.config.bot.feedback_buttons else None
+        ids = await publisher.finish(footer=footer, controls=controls)
         if result.sources.calls:
             recorder.tool_searches(result.sources.calls)
         await recorder.settle()

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from bot.access import AccessPolicy
 from bot.channel_commands import ChannelCommand
 from bot.config import Config, SearchBackend
+from bot.feedback import FeedbackBook
 from bot.kimi import KimiClient
 from bot.models import ModelCatalog
 from bot.scheduler import TurnScheduler
@@ -85,7 +86,7 @@ class CommandHandler:
             await self._store.reset_conversation(conversation.id)
             return "Started a fresh conversation. Earlier messages stay in the log but are no longer sent to Kimi."
         if command.name == "usage":
-            return await self._usage(message, conversation.id)
+            return await self._usage(message, conversation.id, admin=access.is_admin(message))
         applied = effective(conversation, await self._store.channel_settings(
             message.platform, message.workspace, message.channel), self._config, self._models.default)
         model, thinking = applied.model, applied.thinking
@@ -137,14 +138,17 @@ class CommandHandler:
         await self._store.update_settings(conversation_id, system_prompt=args)
         return "System prompt set for this conversation."
 
-    async def _usage(self, message: IncomingMessage, conversation_id: int) -> str:
+    async def _usage(self, message: IncomingMessage, conversation_id: int, *, admin: bool) -> str:
         since = datetime.now(UTC) - timedelta(days=30)
         here = await self._store.usage_summary(conversation_id=conversation_id)
         mine = await self._store.usage_summary(platform=message.platform, user=message.user, since=since)
         workspace = await self._store.usage_summary(platform=message.platform, workspace=message.workspace,
                                                     since=since)
-        return "\n".join([
+        lines = [
             format_summary("This conversation", here),
             format_summary("You, last 30 days", mine),
             format_summary("This workspace, last 30 days", workspace),
-        ])
+        ]
+        if admin:
+            lines += await FeedbackBook(self._store).summary(message.platform, message.workspace, since=since)
+        return "\n".join(lines)

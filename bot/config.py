@@ -132,6 +132,8 @@ class BotConfig(_Section):
     edit_interval: float = Field(default=1.0, ge=0.1)
     # One short line under each answer: tokens, cached share, searches and cost. Channels can override it.
     usage_footer: bool = False
+    # 👍/👎 under each finished answer (Slack and Discord); ratings are stored and shown to admins.
+    feedback_buttons: bool = True
 
 
 class ImageConfig(_Section):

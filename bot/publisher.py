@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.splitting import Chunk, paragraph_boundary, split_spans
-from bot.types import RateLimited, ReplySurface, WriteBudget
+from bot.types import AnswerControls, RateLimited, ReplySurface, WriteBudget
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class _Action:
     index: int = 0
     view: _View = _View("", 0)
     status: str | None = None
+    controls: AnswerControls | None = None
 
 
 MessagesCallback = Callable[[list[str]], Awaitable[None]]
@@ -138,9 +139,10 @@ class StreamPublisher:
 
     # -- final writes ---------------------------------------------------------------------------------
 
-    async def finish(self, *, footer: str | None = None) -> list[str]:
-        """Show the complete text (+ footer line) in every message; returns the messages' ids."""
-        return await self._close(footer, footer or EMPTY_ANSWER)
+    async def finish(self, *, footer: str | None = None, controls: AnswerControls | None = None) -> list[str]:
+        """Show the complete text (+ footer line) in every message, `controls` under the last; returns the
+        messages' ids."""
+        return await self._close(footer, footer or EMPTY_ANSWER, controls)
 
     async def fail(self, error_text: str) -> list[str]:
         """Like finish, with `error_text` as the last line (alone when there is no text).
@@ -171,17 +173,19 @@ class StreamPublisher:
                         await self._perform(_Action("edit", len(self._messages) - 1, _View(text, last.upto)))
         return self.message_ids
 
-    async def _close(self, trailer: str | None, empty: str) -> list[str]:
+    async def _close(self, trailer: str | None, empty: str, controls: AnswerControls | None = None) -> list[str]:
         if self._done:
             return self.message_ids
         self._done = True
         await self._stop_writer()
         views = self._final_views(trailer, empty)
         for index, view in enumerate(views):
+            # The controls ride on the last message's final write, which they force if the text is unchanged.
+            attach = controls if index == len(views) - 1 else None
             if index < len(self._messages):
-                if self._messages[index].shown != view.text:
-                    await self._final_write(_Action("edit", index, view))
-            elif not await self._final_write(_Action("post", index, view)):
+                if self._messages[index].shown != view.text or attach is not None:
+                    await self._final_write(_Action("edit", index, view, controls=attach))
+            elif not await self._final_write(_Action("post", index, view, controls=attach)):
                 break  # later chunks would land out of order
         for index in range(len(views), self._adopted):
             if self._messages[index].shown != SUPERSEDED:
@@ -344,12 +348,12 @@ class StreamPublisher:
                 await surface.set_status(action.status)
                 return _Result.OK
             if action.kind == "post":
-                message_id = await surface.post(action.view.text)
+                message_id = await surface.post(action.view.text, action.controls)
                 self._messages.append(_Message(message_id, action.view.text, action.view.upto))
                 await self._report_messages()
             else:
                 message = self._messages[action.index]
-                await surface.edit(message.id, action.view.text)
+                await surface.edit(message.id, action.view.text, action.controls)
                 message.shown, message.upto = action.view.text, action.view.upto
         except RateLimited as limited:
             log.info("reply write rate limited",

@@ -106,6 +106,14 @@ class PublishOptions:
     append_only: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerControls:
+    """What a finished answer offers under its last message: rating buttons for the answer of turn `turn_id`.
+    A surface that has no such controls ignores them."""
+
+    turn_id: int
+
+
 class ReplySurface(Protocol):
     """What an adapter offers the engine for one answer: the few write primitives of its platform.
 
@@ -116,11 +124,12 @@ class ReplySurface(Protocol):
     edit_budget: WriteBudget
     post_budget: WriteBudget
 
-    async def post(self, text: str) -> str:
-        """Post a new message in the answer's place; return its platform id."""
+    async def post(self, text: str, controls: AnswerControls | None = None) -> str:
+        """Post a new message in the answer's place; return its platform id. `controls` come with the last
+        write of a finished answer only."""
         ...
 
-    async def edit(self, message_id: str, text: str) -> None: ...
+    async def edit(self, message_id: str, text: str, controls: AnswerControls | None = None) -> None: ...
 
     async def set_status(self, status: str | None) -> None:
         """Show a transient status (typing indicator, assistant status); None clears it."""

@@ -219,6 +219,27 @@ class UsageRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class FeedbackRow(Base):
+    """A user's rating of one answer (a turn): one row per turn and user, changed when they change their mind."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        UniqueConstraint("turn_id", "user"),
+        Index(None, "platform", "workspace", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(PLATFORM_LENGTH))
+    workspace: Mapped[str] = mapped_column(String(ID_LENGTH))
+    channel: Mapped[str] = mapped_column(String(ID_LENGTH))
+    user: Mapped[str] = mapped_column(String(ID_LENGTH))
+    rating: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
 class TurnRow(Base):
     """One acknowledged question, from receipt to its final answer: the durable unit a crash cannot lose.
 

@@ -117,6 +117,38 @@ class ChannelSettings:
                                                self.answer_without_mention))
 
 
+class Rating(enum.StrEnum):
+    """A user's verdict on an answer."""
+
+    UP = "up"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEntry:
+    turn_id: int
+    platform: str
+    workspace: str
+    channel: str
+    user: str
+    rating: Rating
+    reason: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackCounts:
+    up: int = 0
+    down: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelUsage:
+    channel: str
+    answers: int
+    cost_usd: float
+
+
 class MediaKind(enum.StrEnum):
     IMAGE = "image"
     VIDEO = "video"

@@ -15,12 +15,17 @@ from storage.attachments import AttachmentOps
 from storage.channels import ChannelOps
 from storage.conversations import ConversationOps
 from storage.events import EventOps
+from storage.feedback import FeedbackOps
 from storage.messages import MessageOps
 from storage.records import (
     UNSET,
     ChannelSettings,
+    ChannelUsage,
     Conversation,
+    FeedbackCounts,
+    FeedbackEntry,
     MediaKind,
+    Rating,
     StoredAttachment,
     StoredMessage,
     StoredTurn,
@@ -36,8 +41,12 @@ from storage.usage import UsageOps
 __all__ = [
     "UNSET",
     "ChannelSettings",
+    "ChannelUsage",
     "Conversation",
+    "FeedbackCounts",
+    "FeedbackEntry",
     "MediaKind",
+    "Rating",
     "Store",
     "StoreUnavailable",
     "StoredAttachment",
@@ -51,7 +60,8 @@ __all__ = [
 
 
 @retrying_methods
-class Store(TurnOps, ConversationOps, ChannelOps, MessageOps, EventOps, AttachmentOps, UsageOps):
+class Store(TurnOps, ConversationOps, ChannelOps, MessageOps, EventOps, AttachmentOps, UsageOps,
+            FeedbackOps):
     """Every public method retries busy-database and lost-connection errors for `retry_policy.window`
     seconds, then raises StoreUnavailable (storage/retry.py)."""
 

@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from storage.base import StoreBase
-from storage.models import UsageRow, utcnow
-from storage.records import UsageRecord, UsageSummary
+from storage.models import ConversationRow, UsageRow, utcnow
+from storage.records import ChannelUsage, UsageRecord, UsageSummary
 
 
 class UsageOps(StoreBase):
@@ -75,3 +75,15 @@ class UsageOps(StoreBase):
             web_search_calls=int(searches),
             cost_usd=float(cost),
         )
+
+    async def usage_by_channel(self, platform: str, workspace: str, *, since: datetime,
+                               limit: int = 5) -> list[ChannelUsage]:
+        """The channels that cost most since `since`, costliest first (Kimi calls counted as answers' work)."""
+        cost = func.coalesce(func.sum(UsageRow.cost_usd), 0.0)
+        stmt = (select(ConversationRow.channel, func.count(func.distinct(UsageRow.conversation_id)), cost)
+                .join(ConversationRow, ConversationRow.id == UsageRow.conversation_id)
+                .where(UsageRow.platform == platform, UsageRow.workspace == workspace, UsageRow.created_at >= since)
+                .group_by(ConversationRow.channel).order_by(cost.desc()).limit(limit))
+        async with self._sessions() as session:
+            rows = (await session.execute(stmt)).all()
+        return [ChannelUsage(channel=channel, answers=int(n), cost_usd=float(total)) for channel, n, total in rows]

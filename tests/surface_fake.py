@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.budget import UnlimitedBudget
-from bot.types import RateLimited, WriteBudget
+from bot.types import AnswerControls, RateLimited, WriteBudget
 
 
 class ManualClock:
@@ -98,23 +98,28 @@ class FakeSurface:
         self.messages: dict[str, str] = {}
         self.order: list[str] = []
         self.statuses: list[str | None] = []
+        self.controls: dict[str, AnswerControls] = {}  # message id -> the controls shown under it
         self._injected: list[float] = []
         self._changed = asyncio.Condition()
 
     # -- ReplySurface ---------------------------------------------------------------------------------
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, controls: AnswerControls | None = None) -> str:
         self._admit("post", None, text)
         message_id = f"{self._prefix}{len(self.order) + 1}"
+        if controls is not None:
+            self.controls[message_id] = controls
         self.order.append(message_id)
         self.messages[message_id] = text
         self.records.append(WriteRecord("post", self._clock(), message_id, text))
         await self._settle("post")
         return message_id
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, controls: AnswerControls | None = None) -> None:
         if message_id not in self.messages:
             self._violate(f"edit of unknown message {message_id}")
+        if controls is not None:
+            self.controls[message_id] = controls
         self._admit("edit", message_id, text)
         self.messages[message_id] = text
         self.records.append(WriteRecord("edit", self._clock(), message_id, text))

@@ -8,6 +8,7 @@ import pytest
 
 from bot.budget import TokenBucketBudget
 from bot.publisher import StreamPublisher
+from bot.types import AnswerControls
 from tests.surface_fake import (
     FakeSurface,
     ManualClock,
@@ -35,11 +36,11 @@ class FlakySurface(FakeSurface):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.failures = failures
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, controls: AnswerControls | None = None) -> None:
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("connection reset")
-        await super().edit(message_id, text)
+        await super().edit(message_id, text, controls)
 
 
 async def stream(publisher: StreamPublisher, text: str, *, piece: int = 4, pause: float = 0.0) -> None:

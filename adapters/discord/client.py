@@ -23,6 +23,7 @@ from discord import app_commands
 from adapters.discord import incoming as conv
 from adapters.discord.commands import KimiGroup, SlashHandler
 from adapters.discord.events import MessageRouter
+from adapters.discord.feedback import FeedbackButton
 from adapters.discord.resume import DiscordResumer
 from adapters.discord.surface import ChannelBudgets
 from adapters.downloads import Downloads
@@ -146,6 +147,7 @@ class KimiDiscordClient(discord.AutoShardedClient):
 
     async def setup_hook(self) -> None:
         self.services.engine.register_resumer(conv.PLATFORM, self.resumer)
+        self.add_dynamic_items(FeedbackButton)
         if self.shard_count is None:
             # Resolved here rather than by discord.py so the configured gateway URL is the one used.
             self.shard_count, _, _ = await self.http.get_bot_gateway()

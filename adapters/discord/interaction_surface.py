@@ -16,6 +16,7 @@ from typing import Any
 
 import discord
 
+from adapters.discord.feedback import feedback_view
 from adapters.discord.surface import (
     DISCORD_OPTIONS,
     MAX_CHARS,
@@ -24,7 +25,7 @@ from adapters.discord.surface import (
     call_discord,
 )
 from bot.budget import TokenBucketBudget
-from bot.types import WriteBudget
+from bot.types import AnswerControls, WriteBudget
 
 log = logging.getLogger(__name__)
 
@@ -66,35 +67,38 @@ class InteractionSurface:
         channel = self._interaction.channel
         return channel if isinstance(channel, discord.abc.Messageable) else None
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, controls: AnswerControls | None = None) -> str:
         interaction = self._interaction
         channel = self._channel()
+        extra = {"view": feedback_view(controls.turn_id)} if controls is not None else {}
         if self._expiring() and channel is not None:
             await self._budgets.global_requests.acquire(final=True)
-            sent = await call_discord(channel.send(text, allowed_mentions=NO_PINGS))
+            sent = await call_discord(channel.send(text, allowed_mentions=NO_PINGS, **extra))
             self.via_channel.append(sent.id)
             return str(sent.id)
         if self._original is None:
-            message = await call_discord(interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS))
+            message = await call_discord(interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS,
+                                                                            **extra))
             self._original = message.id
             return str(message.id)
         followup = await call_discord(interaction.followup.send(text, wait=True, ephemeral=self._ephemeral,
-                                                                allowed_mentions=NO_PINGS))
+                                                                allowed_mentions=NO_PINGS, **extra))
         return str(followup.id)
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, controls: AnswerControls | None = None) -> None:
         interaction = self._interaction
         channel = self._channel()
+        extra = {"view": feedback_view(controls.turn_id)} if controls is not None else {}
         if self._expiring() and channel is not None:
             partial = channel.get_partial_message(int(message_id))  # type: ignore[attr-defined]
             await self._budgets.global_requests.acquire(final=True)
-            await call_discord(partial.edit(content=text, allowed_mentions=NO_PINGS))
+            await call_discord(partial.edit(content=text, allowed_mentions=NO_PINGS, **extra))
             self.via_channel.append(int(message_id))
         elif int(message_id) == self._original:
-            await call_discord(interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS))
+            await call_discord(interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS, **extra))
         else:
             await call_discord(interaction.followup.edit_message(int(message_id), content=text,
-                                                                 allowed_mentions=NO_PINGS))
+                                                                 allowed_mentions=NO_PINGS, **extra))
 
     async def set_status(self, status: str | None) -> None:
         """The deferred response already shows "<bot> is thinking…" until the first text."""

@@ -22,8 +22,9 @@ from typing import Any, Protocol, TypeVar
 
 import discord
 
+from adapters.discord.feedback import feedback_view
 from bot.budget import TokenBucketBudget
-from bot.types import PublishOptions, RateLimited, WriteBudget
+from bot.types import AnswerControls, PublishOptions, RateLimited, WriteBudget
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ class ChannelSurface:
         reply_to = str(self._reply_to.id) if self._reply_to is not None else None
         return {**self._target.address(), "reply_to": reply_to}
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, controls: AnswerControls | None = None) -> str:
         channel = await self._target.get()
         # Only the first message answers the user's message; continuations simply follow it.
         reply = self._reply_to if self._target.replies and not self.posted else None
@@ -191,16 +192,18 @@ class ChannelSurface:
         # (by default Discord refuses the whole message).
         reference = reply.to_reference(fail_if_not_exists=False) if reply is not None else None
         await self._budgets.global_requests.acquire(final=True)
+        extra = {"view": feedback_view(controls.turn_id)} if controls is not None else {}
         sent = await call_discord(channel.send(text, reference=reference, mention_author=False,  # type: ignore[call-overload]
-                                        allowed_mentions=NO_PINGS))
+                                        allowed_mentions=NO_PINGS, **extra))
         self.posted.append(sent.id)
         return str(sent.id)
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, controls: AnswerControls | None = None) -> None:
         channel = await self._target.get()
         partial = channel.get_partial_message(int(message_id))  # type: ignore[attr-defined]
         await self._budgets.global_requests.acquire(final=True)
-        await call_discord(partial.edit(content=text, allowed_mentions=NO_PINGS))
+        extra = {"view": feedback_view(controls.turn_id)} if controls is not None else {}
+        await call_discord(partial.edit(content=text, allowed_mentions=NO_PINGS, **extra))
 
     async def set_status(self, status: str | None) -> None:
         if status is None:

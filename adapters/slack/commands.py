@@ -18,7 +18,7 @@ from adapters.slack.events import PLATFORM
 from adapters.slack.render import escape
 from bot.budget import UnlimitedBudget
 from bot.commands import command_from_words
-from bot.types import IncomingMessage
+from bot.types import AnswerControls, IncomingMessage
 
 if TYPE_CHECKING:
     from adapters.slack.app import SlackAdapter
@@ -45,7 +45,7 @@ class RespondSurface:
         self.post_budget = UnlimitedBudget()
         self.sent: list[str] = []
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, controls: AnswerControls | None = None) -> str:
         self.sent.append(text)
         try:
             response = await self._respond(text=text, response_type="ephemeral")
@@ -64,7 +64,7 @@ class RespondSurface:
                 log.warning("slash command reply not delivered", extra={"error": error_code(error)})
         return ""
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, controls: AnswerControls | None = None) -> None:
         await self.post(text)
 
     async def set_status(self, status: str | None) -> None:

@@ -80,10 +80,39 @@ def to_mrkdwn(markdown: str) -> str:
     return "\n".join(out)
 
 
-def message_fields(text: str, text_format: str) -> dict[str, Any]:
-    """The content arguments of chat.postMessage / chat.update for `text`."""
+FEEDBACK_ACTION = "kimi_feedback"
+SECTION_TEXT_MAX = 3000
+
+
+def feedback_block(turn_id: int) -> dict[str, Any]:
+    """Slack's native rating buttons under an answer; each value names the turn it rates."""
+    def button(label: str, value: str) -> dict[str, Any]:
+        return {"text": {"type": "plain_text", "text": label}, "accessibility_label": f"{label} answer",
+                "value": f"{value}:{turn_id}"}
+    return {"type": "context_actions", "elements": [{
+        "type": "feedback_buttons", "action_id": FEEDBACK_ACTION,
+        "positive_button": button("Good", "up"), "negative_button": button("Bad", "down")}]}
+
+
+def message_fields(text: str, text_format: str, *, turn_id: int | None = None) -> dict[str, Any]:
+    """The content arguments of chat.postMessage / chat.update for `text`, with rating buttons for `turn_id`
+    (blocks then carry the text: Slack takes `markdown_text` only alone)."""
+    if turn_id is not None:
+        return {"text": text[:UPDATE_TEXT_MAX], "blocks": [*_text_blocks(text, text_format), feedback_block(turn_id)]}
     if text_format == "mrkdwn":
         rendered = to_mrkdwn(text)
         if len(rendered) <= UPDATE_TEXT_MAX:
             return {"text": rendered}
     return {"markdown_text": text}
+
+
+def _text_blocks(text: str, text_format: str) -> list[dict[str, Any]]:
+    if text_format != "mrkdwn":
+        return [{"type": "markdown", "text": text}]
+    rendered, blocks = to_mrkdwn(text), []
+    while rendered:  # a section holds at most 3,000 characters: cut at a line break where one is near
+        cut = len(rendered) if len(rendered) <= SECTION_TEXT_MAX else (
+            rendered.rfind("\n", SECTION_TEXT_MAX // 2, SECTION_TEXT_MAX) + 1 or SECTION_TEXT_MAX)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": rendered[:cut]}})
+        rendered = rendered[cut:]
+    return blocks

@@ -26,9 +26,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.errors import error_code, retry_after_of
 from adapters.slack.limits import Allowances
-from adapters.slack.render import message_fields
+from adapters.slack.render import feedback_block, message_fields
 from bot.budget import TokenBucketBudget
-from bot.types import PublishOptions, RateLimited
+from bot.types import AnswerControls, PublishOptions, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,7 @@ class SlackSurface:
         self._native_counted = False
         self._pending_start = False
         self._streams: dict[str, str] = {}  # ts -> text appended so far, while the stream is open
+        self._stop_blocks: dict[str, list[dict[str, Any]]] = {}  # ts -> blocks its chat.stopStream adds
         self._status: str | None = None
         self._released = False
         self.post_budget = _PostGate(self)
@@ -227,7 +228,7 @@ class SlackSurface:
     def _thread(self) -> dict[str, Any]:
         return {"thread_ts": self.thread_ts} if self.thread_ts else {}
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, controls: AnswerControls | None = None) -> str:
         kind, self.next_post = self.next_post, "plain"
         if kind == "stream":
             try:
@@ -239,7 +240,7 @@ class SlackSurface:
                 self._to_edit_lane()
                 await self.allowances.post(self.channel).acquire(final=True)
         response = await self._call("chat.postMessage", self.allowances.post(self.channel), channel=self.channel,
-                                    **self._thread(), **message_fields(text, self.text_format))
+                                    **self._thread(), **self._fields(text, controls))
         self.posted += 1
         return str(response["ts"])
 
@@ -271,9 +272,14 @@ class SlackSurface:
         self.lane = "edit"
         self.reserve_edit()
 
-    async def edit(self, message_id: str, text: str) -> None:
+    def _fields(self, text: str, controls: AnswerControls | None) -> dict[str, Any]:
+        return message_fields(text, self.text_format, turn_id=controls.turn_id if controls else None)
+
+    async def edit(self, message_id: str, text: str, controls: AnswerControls | None = None) -> None:
         sent = self._streams.get(message_id)
         if sent is not None:
+            if controls is not None:  # a native stream shows its closing blocks when it is stopped
+                self._stop_blocks[message_id] = [feedback_block(controls.turn_id)]
             if text.startswith(sent):
                 delta = text[len(sent):]
                 if not delta:
@@ -292,7 +298,7 @@ class SlackSurface:
             # A one-off switch: take a final token so the message is right promptly.
             await self.allowances.update.acquire(final=True)
         await self._call("chat.update", self.allowances.update, channel=self.channel, ts=message_id,
-                         **message_fields(text, self.text_format))
+                         **self._fields(text, controls))
         self.edited = True
 
     async def _stop_now(self, ts: str) -> None:
@@ -301,7 +307,9 @@ class SlackSurface:
 
     async def _stop(self, ts: str, attempt: int = 1) -> None:
         try:
-            await self._call("chat.stopStream", self.allowances.stop, channel=self.channel, ts=ts)
+            blocks = self._stop_blocks.get(ts)
+            await self._call("chat.stopStream", self.allowances.stop, channel=self.channel, ts=ts,
+                             **({"blocks": blocks} if blocks else {}))
         except RateLimited:
             if attempt < 3:
                 self.allowances.stop_later(lambda: self._stop(ts, attempt + 1))

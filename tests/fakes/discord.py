@@ -23,6 +23,7 @@ import discord.http
 import yarl
 from aiohttp import web
 
+from tests.fakes.discord_components import Components
 from tests.fakes.discord_errors import DiscordHTTPError
 from tests.fakes.discord_gateway import Gateway, GatewayConfig, GatewaySession
 from tests.fakes.discord_interactions import InteractionConfig, InteractionRecord, Interactions
@@ -123,6 +124,7 @@ class FakeDiscord:
         self.interactions = Interactions(
             self.world, self.gateway, self._messages, interactions or InteractionConfig(), self._notify
         )
+        self.components = Components(self.interactions, self._messages)
         self._misc = MiscRoutes(
             self.world,
             self.user.id,

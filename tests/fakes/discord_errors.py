@@ -45,6 +45,41 @@ def empty_response(headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=204, headers=headers)
 
 
+ACTION_ROW, BUTTON, LINK_STYLE = 1, 2, 5
+MAX_ROWS, MAX_BUTTONS, MAX_CUSTOM_ID, MAX_LABEL = 5, 5, 100, 80
+
+
+def component_errors(components: Any) -> Json | None:
+    """message.mdx / component-reference.mdx limits on a message's buttons, as Discord's 50035 errors."""
+    def error(message: str) -> Json:
+        return {"_errors": [{"code": "COMPONENT_INVALID", "message": message}]}
+
+    if not isinstance(components, list) or len(components) > MAX_ROWS:
+        return error(f"Must be a list of at most {MAX_ROWS} action rows.")
+    seen: set[str] = set()
+    for i, row in enumerate(components):
+        buttons = row.get("components") if isinstance(row, dict) else None
+        if not isinstance(row, dict) or row.get("type") != ACTION_ROW or not isinstance(buttons, list):
+            return {str(i): error("Expected an action row.")}
+        if not 1 <= len(buttons) <= MAX_BUTTONS:
+            return {str(i): error(f"An action row holds 1 to {MAX_BUTTONS} buttons.")}
+        for button in buttons:
+            if not isinstance(button, dict) or button.get("type") != BUTTON:
+                return {str(i): error("Only buttons are checked by this fake.")}
+            if not button.get("label") and not button.get("emoji"):
+                return {str(i): error("A button needs a label or an emoji.")}
+            if len(str(button.get("label") or "")) > MAX_LABEL:
+                return {str(i): error(f"A label is at most {MAX_LABEL} characters.")}
+            if button.get("style") != LINK_STYLE:
+                custom_id = button.get("custom_id")
+                if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= MAX_CUSTOM_ID:
+                    return {str(i): error(f"custom_id must be 1 to {MAX_CUSTOM_ID} characters.")}
+                if custom_id in seen:
+                    return {str(i): error("Component custom id cannot be duplicated")}
+                seen.add(custom_id)
+    return None
+
+
 def validate_message_body(body: Json, *, creating: bool, has_files: bool) -> None:
     """Raises 400/50035 (or 50006 for an empty create) exactly where Discord would reject the body."""
     errors: Json = {}
@@ -68,6 +103,9 @@ def validate_message_body(body: Json, *, creating: bool, has_files: bool) -> Non
                 errors["embeds"] = field_error(
                     "MAX_EMBED_SIZE_EXCEEDED", f"Embed size exceeds maximum size of {MAX_EMBED_TOTAL}"
                 )
+    if body.get("components"):
+        if (component_error := component_errors(body["components"])) is not None:
+            errors["components"] = component_error
     if errors:
         raise DiscordHTTPError(400, 50035, "Invalid Form Body", errors)
     if (

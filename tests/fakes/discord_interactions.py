@@ -133,18 +133,26 @@ class Interactions:
             data["resolved"] = resolved
         if command is not None and "guild_id" in command:
             data["guild_id"] = command["guild_id"]
+        return await self.dispatch(2, data, name=name, options=dict(options or {}), guild_id=guild_id,
+                                   channel_id=channel_id, user=user)
+
+    async def dispatch(self, kind: int, data: Json, *, name: str, guild_id: int | None, channel_id: int,
+                       user: FakeUser, options: dict[str, Any] | None = None,
+                       extra: Json | None = None) -> InteractionRecord:
+        """Send INTERACTION_CREATE of type `kind` (2 command, 3 component, 5 modal submit) with `data`."""
+        world = self._world
         record = InteractionRecord(
             id=world.ids.next(),
             token=f"aW50ZXJhY3Rpb24{secrets.token_urlsafe(48)}",
             name=name,
-            options=dict(options or {}),
+            options=options or {},
             guild_id=guild_id,
             channel_id=channel_id,
             user=user,
             created_at=world.clock.now(),
             payload={},
         )
-        record.payload = self._payload(record, data)
+        record.payload = {**self._payload(record, data), "type": kind, **(extra or {})}
         self.records.append(record)
         self._by_token[record.token] = record
         await self._gateway.dispatch("INTERACTION_CREATE", record.payload, guild_id=guild_id)
