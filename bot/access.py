@@ -38,9 +38,12 @@ class AccessPolicy:
         return Decision(True)
 
     def is_admin(self, message: IncomingMessage) -> bool:
+        return self.is_admin_user(message.user, message.roles)
+
+    def is_admin_user(self, user: str, roles: frozenset[str] = frozenset()) -> bool:
         admins = self._config.admins
         # No admin list means a small team's install where everyone may change settings.
-        return not admins or message.user in admins or bool(message.roles & set(admins))
+        return not admins or user in admins or bool(roles & set(admins))
 
 
 ALLOW_ALL = AccessPolicy(AccessConfig())

@@ -29,7 +29,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.backfill import ThreadReader
 from adapters.slack.commands import SlashCommands
 from adapters.slack.events import PLATFORM, SlackEvent, ignore_reason, incoming, parse_event, without_own_mention
+from adapters.slack.feedback import SlackFeedback
 from adapters.slack.files import SlackFiles
+from adapters.slack.home import AppHome
 from adapters.slack.http_gate import MAX_BODY_BYTES, RequestGate
 from adapters.slack.limits import AllowanceRegistry, SlackLimits
 from adapters.slack.names import SlackNames
@@ -85,6 +87,8 @@ class SlackAdapter:
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
         self.app.command(cfg.slash_command)(self._on_command)
+        self.feedback = SlackFeedback(self)
+        self.home = AppHome(self)
 
     def _lookup_budgets(self, team: str) -> tuple[TokenBucketBudget, TokenBucketBudget]:
         allowances = self.allowances.for_team(team)

@@ -47,6 +47,8 @@ class SlackLimits:
     channel_lookup: Allowance = Allowance(50, 5)
     # conversations.replies (Tier 3) when the bot is first mentioned in a thread.
     replies: Allowance = Allowance(50, 5)
+    # views.open and views.publish (Tier 4): feedback forms and App Home pages.
+    views: Allowance = Allowance(100, 10)
     margin: float = 0.9
     # 60 makes one real second count as one Slack minute (tests and benchmarks against a time-scaled fake).
     time_scale: float = 1.0
@@ -80,6 +82,7 @@ class Allowances:
         self.user_lookup = limits.budget(limits.user_lookup)
         self.channel_lookup = limits.budget(limits.channel_lookup)
         self.replies = limits.budget(limits.replies)
+        self.views = limits.budget(limits.views)
         self._posts: dict[str, TokenBucketBudget] = {}
         self.edit_streams = 0  # answers showing partial text that will finish with chat.update
         self.native_streams = 0  # answers showing partial text that will finish with chat.appendStream

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from tests.fakes.slack_events import Delivery, EventSender, SenderOptions
 from tests.fakes.slack_inspect import SlackInspection
+from tests.fakes.slack_interactive import Interactive, ViewMethods
 from tests.fakes.slack_payloads import Payloads
 from tests.fakes.slack_rate import RateConfig, RateLimiter
 from tests.fakes.slack_socket import SocketAck, SocketDelivery, SocketModeServer, SocketOptions
@@ -90,6 +91,7 @@ class FakeSlack(SlackInspection):
         self.options = options or WebOptions()
         self.web = WebApi(self.state, self.limiter, self.options)
         self.chat = ChatMethods(self.web)
+        self.views = ViewMethods(self.web)
         ReadMethods(self.web)
         self.file_server = FileServer(self.state, self.options)
         self.sender = EventSender(
@@ -101,6 +103,7 @@ class FakeSlack(SlackInspection):
             )
         )
         self.payloads = Payloads(self.state, "", self.team_id)
+        self.interactive = Interactive(self.state, self.sender, self.views)
         self.socket = SocketModeServer(SocketOptions({self.app_token: self.app_id}, ack_timeout=ack_timeout,
                                                      redeliver=auto_retry, retry_delays=tuple(retry_delays)))
         self._runner: web.AppRunner | None = None

@@ -235,6 +235,13 @@ class EventSender:
             payload=form,
         )
 
+    async def send_interactive(self, url: str, payload: Any) -> Delivery:
+        """Interactive requests (button presses, modal submits) are `payload=<json>` forms, never retried."""
+        raw = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+        return await self._attempt("interactive", url, raw, "application/x-www-form-urlencoded", event_id=None,
+                                   retry_num=None, retry_reason=None, bad_signature=False, stale=False,
+                                   payload=payload)
+
     @staticmethod
     def trigger_id() -> str:
         return f"{secrets.randbelow(10**13)}.{secrets.randbelow(10**12)}.{secrets.token_hex(16)}"

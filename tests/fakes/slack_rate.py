@@ -39,6 +39,8 @@ METHOD_TIERS: dict[str, int] = {
     "conversations.info": 3,
     "files.info": 4,
     "users.info": 4,
+    "views.open": 4,
+    "views.publish": 4,
 }
 
 # "Special" methods whose real limit is undocumented get an explicit, Tier-3-like default.

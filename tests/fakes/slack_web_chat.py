@@ -41,9 +41,30 @@ def _validate_blocks(blocks: Any) -> list[JSON] | None:
                 )
         elif block["type"] == "markdown":
             markdown_total += len(str(block.get("text", "")))
+        elif block["type"] == "context_actions":
+            _validate_context_actions(block)
     if markdown_total > MARKDOWN_BLOCKS_MAX:
         raise ApiError("invalid_blocks", errors=["markdown blocks exceed 12000 characters"])
     return blocks
+
+
+def _validate_context_actions(block: JSON) -> None:
+    """context_actions holds feedback_buttons and icon_button elements; feedback buttons need both buttons, each
+    with plain_text text and a value (block kit reference, 2025-10-07 changelog)."""
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 1 <= len(elements) <= 5:
+        raise ApiError("invalid_blocks", errors=["context_actions needs 1-5 elements [json-pointer:/elements]"])
+    for element in elements:
+        kind = element.get("type") if isinstance(element, dict) else None
+        if kind not in ("feedback_buttons", "icon_button"):
+            raise ApiError("invalid_blocks", errors=[f"unsupported element {kind} in context_actions"])
+        if kind == "feedback_buttons":
+            for side in ("positive_button", "negative_button"):
+                button = element.get(side)
+                text = button.get("text") if isinstance(button, dict) else None
+                if not isinstance(text, dict) or text.get("type") != "plain_text" or not text.get("text") \
+                        or not isinstance(button.get("value"), str) or len(button["value"]) > 2000:
+                    raise ApiError("invalid_blocks", errors=[f"{side} needs plain_text text and a value"])
 
 
 def _chunks_text(chunks: Any) -> str:
