@@ -223,6 +223,32 @@ class AccessConfig(_Section):
     ignore_bots: bool = True
 
 
+class SuggestedPrompt(_Section):
+    title: str = Field(min_length=1, max_length=75)
+    message: str = Field(min_length=1, max_length=2000)
+
+
+DEFAULT_PROMPTS = [
+    SuggestedPrompt(title="Explain a screenshot", message="What does the error in this screenshot mean?"),
+    SuggestedPrompt(title="Search the web", message="What changed in the latest release of "),
+    SuggestedPrompt(title="Draft a message", message="Help me write a short, friendly announcement about "),
+]
+DEFAULT_LOADING = ["Reading your question…", "Thinking it through…", "Checking what I know…",
+                   "Putting the answer together…"]
+
+
+class SlackAssistantConfig(_Section):
+    """Slack's agent surface: the app in the top bar and split view, each conversation its own thread."""
+
+    enabled: bool = True
+    # Offered when a user opens a new conversation with the app (at most 4 are shown).
+    suggested_prompts: list[SuggestedPrompt] = Field(default_factory=lambda: list(DEFAULT_PROMPTS), max_length=4)
+    # Rotated under the app's name while Kimi works (Slack shows at most 10).
+    loading_messages: list[str] = Field(default_factory=lambda: list(DEFAULT_LOADING), max_length=10)
+    # Stream answers in assistant conversations natively, with Slack's Stop button (falls back to edits).
+    streaming: Literal["edit", "native"] = "native"
+
+
 class SlackConfig(_Section):
     enabled: bool | None = None  # None: on when a bot token is set
     bot_token: SecretStr | None = None
@@ -246,6 +272,10 @@ class SlackConfig(_Section):
     # An answer the workspace's chat.update allowance cannot stream: "paragraphs" posts each finished
     # paragraph as a thread message as it is written; "whole" posts the complete answer once at the end.
     overflow: Literal["paragraphs", "whole"] = "paragraphs"
+    # Each top-level direct message starts its own conversation, answered in its thread (as Slack's agent view
+    # shows them); false keeps one running conversation per DM.
+    dm_threads: bool = True
+    assistant: SlackAssistantConfig = Field(default_factory=SlackAssistantConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
 
     @field_validator("api_url")

@@ -316,6 +316,10 @@ class Engine:
     async def stop(self, message: IncomingMessage) -> bool:
         return self._scheduler.cancel(message.key)
 
+    def stop_conversation(self, key: ConversationKey) -> bool:
+        """Stop the answer being written in `key` (a platform's own Stop button), as the `stop` command does."""
+        return self._scheduler.cancel(key)
+
     async def _say(self, surface: ReplySurface, text: str, *, status: str) -> TurnOutcome:
         ids: list[str] = []
         for chunk in split_message(text, surface.max_chars):

@@ -33,6 +33,9 @@ class _Slot:
     queue: deque[Ticket] = field(default_factory=deque)
     running: asyncio.Task[object] | None = None
     generation: int = 0
+    # The running turn was told to stop: a second stop (a double click, the platform's Stop and a refused write
+    # both reporting it) must not cut the first one's clean-up short.
+    stopping: bool = False
 
 
 class TurnScheduler:
@@ -90,7 +93,7 @@ class TurnScheduler:
             if slot.generation != ticket.generation:
                 return None
             task: asyncio.Task[T] = asyncio.ensure_future(turn())
-            slot.running = task  # type: ignore[assignment]
+            slot.running, slot.stopping = task, False  # type: ignore[assignment]
             try:
                 return await asyncio.shield(task)
             except asyncio.CancelledError:
@@ -115,7 +118,8 @@ class TurnScheduler:
             return False
         slot.generation += 1
         had = slot.running is not None or bool(slot.queue)
-        if slot.running is not None:
+        if slot.running is not None and not slot.stopping:
+            slot.stopping = True
             slot.running.cancel()
         return had
 

@@ -169,3 +169,27 @@ async def test_shutdown_cancels_running_turns() -> None:
     await asyncio.sleep(0.01)
     await scheduler.shutdown()
     assert await task is None
+
+
+async def test_a_second_stop_does_not_cut_the_first_ones_clean_up_short() -> None:
+    scheduler = TurnScheduler("queue")
+    cleaned = asyncio.Event()
+    started = asyncio.Event()
+
+    async def turn() -> str:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)  # writing "Stopped." and closing the turn take a moment
+            cleaned.set()
+            raise
+        return "never"
+
+    running = run(scheduler, KEY, turn)
+    await started.wait()
+    assert scheduler.cancel(KEY)
+    await asyncio.sleep(0.01)
+    assert scheduler.cancel(KEY)  # still reported as stopping
+    assert await running is None
+    assert cleaned.is_set()

@@ -6,8 +6,10 @@ import asyncio
 from typing import Any
 
 from bot.types import ConversationKey
-from tests.fakes.kimi import Reply
-from tests.fixtures.slack_bot import SlackBot
+from storage.store import Store
+from tests.fakes.kimi import FakeKimi, Reply
+from tests.fakes.slack import FakeSlack
+from tests.fixtures.slack_bot import SlackBot, start_bot
 
 
 def prompt_text(request: dict[str, Any]) -> str:
@@ -84,20 +86,43 @@ async def test_mention_mid_thread_reads_the_thread_once(bot: SlackBot) -> None:
     assert [r.role for r in rows][:2] == ["user", "user"] and len(rows) == 8
 
 
-async def test_dm_every_message_is_a_turn_and_a_dm_thread_is_its_own(bot: SlackBot) -> None:
+async def test_each_top_level_dm_is_a_conversation_answered_in_its_thread(bot: SlackBot) -> None:
     fake = bot.fake
-    await fake.send_mention(bot.url, fake.dm_alice, fake.alice, "hello there")
+    first = await fake.send_mention(bot.url, fake.dm_alice, fake.alice, "hello there")
     await bot.settle(1)
-    await fake.send_event(bot.url, fake.payloads.message(fake.dm_alice, fake.alice, "second"))
+    second = await fake.send_event(bot.url, fake.payloads.message(fake.dm_alice, fake.alice, "second"))
     await bot.settle(2)
-    top = [m for m in fake.bot_messages(fake.dm_alice) if m.thread_ts is None]
-    assert [m.text for m in top] == ["Echo: hello there", "Echo: second"]
-    assert "hello there" in prompt_text(bot.kimi.requests[1])
-    thread_parent = top[0].ts
-    await fake.send_event(bot.url, fake.payloads.message(fake.dm_alice, fake.alice, "side", thread_ts=thread_parent))
+    assert not [m for m in fake.bot_messages(fake.dm_alice) if m.thread_ts is None]
+    first_ts, second_ts = first[0].payload["event"]["ts"], second.payload["event"]["ts"]
+    assert [m.text for m in bot.bot_replies(fake.dm_alice, first_ts)] == ["Echo: hello there"]
+    assert [m.text for m in bot.bot_replies(fake.dm_alice, second_ts)] == ["Echo: second"]
+    assert "hello there" not in prompt_text(bot.kimi.requests[1])  # a new conversation
+    await fake.send_event(bot.url, fake.payloads.message(fake.dm_alice, fake.alice, "more", thread_ts=first_ts))
     await bot.settle(3)
-    assert [m.text for m in bot.bot_replies(fake.dm_alice, thread_parent)] == ["Echo: side"]
-    assert "hello there" not in prompt_text(bot.kimi.requests[2])
+    assert [m.text for m in bot.bot_replies(fake.dm_alice, first_ts)] == ["Echo: hello there", "Echo: more"]
+    assert "hello there" in prompt_text(bot.kimi.requests[2])
+
+
+async def test_with_dm_threads_off_a_dm_is_one_conversation_and_a_dm_thread_is_its_own(
+        fast_slack: FakeSlack, kimi: FakeKimi, store: Store) -> None:
+    bot = await start_bot(fast_slack, kimi, store, dm_threads=False)
+    fake = bot.fake
+    try:
+        await fake.send_mention(bot.url, fake.dm_alice, fake.alice, "hello there")
+        await bot.settle(1)
+        await fake.send_event(bot.url, fake.payloads.message(fake.dm_alice, fake.alice, "second"))
+        await bot.settle(2)
+        top = [m for m in fake.bot_messages(fake.dm_alice) if m.thread_ts is None]
+        assert [m.text for m in top] == ["Echo: hello there", "Echo: second"]
+        assert "hello there" in prompt_text(bot.kimi.requests[1])
+        thread_parent = top[0].ts
+        await fake.send_event(bot.url, fake.payloads.message(fake.dm_alice, fake.alice, "side",
+                                                             thread_ts=thread_parent))
+        await bot.settle(3)
+        assert [m.text for m in bot.bot_replies(fake.dm_alice, thread_parent)] == ["Echo: side"]
+        assert "hello there" not in prompt_text(bot.kimi.requests[2])
+    finally:
+        await bot.close()
 
 
 async def test_duplicate_and_retried_deliveries_are_answered_once(bot: SlackBot) -> None:

@@ -44,6 +44,9 @@ def test_events_are_filtered_and_cleaned() -> None:
     assert without_own_mention(user["text"], "UBOT") == "hi &lt;b&gt;"
     dm = parse_event({"team_id": "T1"}, {**user, "channel": "D1", "channel_type": "im", "thread_ts": None}, "UBOT")
     assert dm.is_dm and dm.key_thread == "dm" and dm.reply_thread("thread") is None
+    own = parse_event({"team_id": "T1"}, {**user, "channel": "D1", "channel_type": "im", "thread_ts": None}, "UBOT",
+                      dm_threads=True)
+    assert own.key_thread == "1.4" and own.reply_thread("thread") == "1.4"
 
 
 def test_lanes_admit_streams_only_while_final_writes_stay_prompt() -> None:

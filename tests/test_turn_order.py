@@ -33,12 +33,14 @@ async def test_fifty_pairs_of_quick_discord_dms_keep_their_order(discord_fake: F
 
 async def test_fifty_pairs_of_quick_slack_dms_keep_their_order(bot: SlackBot) -> None:
     fake = bot.fake
+    # One conversation: a DM thread (each top-level DM starts a conversation of its own).
+    parent = fake.seed_thread(fake.dm_alice, [(fake.alice, "let's talk")])[0].ts
     sent: list[str] = []
     for i in range(PAIRS):
         for text in (f"first {i}", f"second {i}"):
             sent.append(text)
-            event = fake.payloads.message(fake.dm_alice, fake.alice, text)
+            event = fake.payloads.message(fake.dm_alice, fake.alice, text, thread_ts=parent)
             await fake.send_event(bot.url, event)
         await bot.settle(len(sent))
-    replies = [m.text for m in fake.bot_messages(fake.dm_alice)]
+    replies = [m.text for m in bot.bot_replies(fake.dm_alice, parent)]
     assert replies == [f"Echo: {text}" for text in sent]

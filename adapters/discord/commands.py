@@ -123,11 +123,11 @@ class KimiGroup(app_commands.Group):
     async def usage(self, interaction: discord.Interaction) -> None:
         await self.handler.command(interaction, "usage", private=True)
 
-    @app_commands.command(name="channel", description="This channel's defaults: prompt, model, think, footer")
+    @app_commands.command(name="channel", description="This channel's defaults: prompt, model, think, footer, mentions")
     @app_commands.describe(setting="What to change (admins); leave empty to see the defaults",
                            value="The new value, or 'default'")
     async def channel(self, interaction: discord.Interaction,
-                      setting: Literal["prompt", "model", "think", "footer", "reset"] | None = None,
+                      setting: Literal["prompt", "model", "think", "footer", "mentions", "reset"] | None = None,
                       value: app_commands.Range[str, 1, PROMPT_MAX] | None = None) -> None:
         await self.handler.command(interaction, "channel", " ".join(part for part in (setting, value) if part))
 

@@ -26,6 +26,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.assistant import SlackAssistant
 from adapters.slack.backfill import ThreadReader
 from adapters.slack.commands import SlashCommands
 from adapters.slack.events import PLATFORM, SlackEvent, ignore_reason, incoming, parse_event, without_own_mention
@@ -88,6 +89,7 @@ class SlackAdapter:
         self.app.event("message")(self._on_event)
         self.app.command(cfg.slash_command)(self._on_command)
         self.feedback = SlackFeedback(self)
+        self.assistant = SlackAssistant(self, route=self._on_event)
         self.home = AppHome(self)
 
     def _lookup_budgets(self, team: str) -> tuple[TokenBucketBudget, TokenBucketBudget]:
@@ -162,15 +164,25 @@ class SlackAdapter:
     # -- surfaces -------------------------------------------------------------------------------------
 
     @staticmethod
-    def reply_address(team: str, channel: str, thread_ts: str | None, recipient: str | None) -> dict[str, Any]:
+    def reply_address(team: str, channel: str, thread_ts: str | None, recipient: str | None,
+                      assistant: bool = False) -> dict[str, Any]:
         """Where an answer goes, stored with its turn: `surface(**address)` rebuilds it after a restart."""
-        return {"team": team, "channel": channel, "thread_ts": thread_ts, "recipient": recipient}
+        return {"team": team, "channel": channel, "thread_ts": thread_ts, "recipient": recipient,
+                "assistant": assistant}
 
-    def surface(self, team: str, channel: str, thread_ts: str | None, recipient: str | None) -> SlackSurface:
+    def surface(self, team: str, channel: str, thread_ts: str | None, recipient: str | None,
+                assistant: bool = False) -> SlackSurface:
+        """`assistant`: a conversation in the agent surface (a DM thread), with its loading messages, streaming
+        mode and Stop button."""
         cfg = self.config
+        helper = cfg.assistant if assistant and cfg.assistant.enabled and thread_ts else None
+        key = ConversationKey(PLATFORM, team, channel, thread_ts or "")
         return SlackSurface(client=self.write_client, allowances=self.allowances.for_team(team), channel=channel,
-                            thread_ts=thread_ts, team_id=team, recipient=recipient, streaming=cfg.streaming,
-                            text_format=cfg.text_format, max_chars=cfg.max_message_chars, overflow=cfg.overflow)
+                            thread_ts=thread_ts, team_id=team, recipient=recipient,
+                            streaming=helper.streaming if helper else cfg.streaming, text_format=cfg.text_format,
+                            max_chars=cfg.max_message_chars, overflow=cfg.overflow, assistant=helper is not None,
+                            loading_messages=helper.loading_messages if helper else (), stops=self.assistant.stops,
+                            stop_turn=lambda: self.services.engine.stop_conversation(key))
 
     # -- events ---------------------------------------------------------------------------------------
 
@@ -183,7 +195,7 @@ class SlackAdapter:
             return
         # A mention arrives as app_mention and as message (when subscribed to both); either may come alone (an
         # install without app_mention, a lost delivery). Both are handled: the shared channel:ts key answers once.
-        ev = parse_event(body, event, context.bot_user_id)
+        ev = parse_event(body, event, context.bot_user_id, dm_threads=self.config.dm_threads)
         scopes = getattr(context.authorize_result, "bot_scopes", None) if context.authorize_result else None
         # The queue place is taken here, in delivery order, before the task's first await.
         ticket = self.services.engine.reserve(ConversationKey(PLATFORM, ev.team, ev.channel, ev.key_thread))
@@ -213,15 +225,18 @@ class SlackAdapter:
                     ticket = engine.reserve(ConversationKey(PLATFORM, ev.team, ev.channel, thread))
             text = await self.names.readable(ev.team, without_own_mention(ev.text, bot_user_id))
             reply_thread = ev.reply_thread(self.config.reply_in)
+            assistant = ev.is_dm and reply_thread is not None
             message = incoming(ev, thread=thread, text=text, user_name=await self.names.user(ev.team, ev.user),
-                               reply=self.reply_address(ev.team, ev.channel, reply_thread, ev.user))
+                               reply=self.reply_address(ev.team, ev.channel, reply_thread, ev.user, assistant))
             notes: tuple[str, ...] = ()
             if ev.mentioned and ev.in_thread and not ev.is_dm and self.access.check(message).allowed:
                 note = await self.reader.read_once(ev, bot_user_id, bot_id)
                 notes = (note,) if note else ()
             attachments = await self.files().attachments(ev.files, scopes) if ev.files else ()
             message = replace(message, attachments=attachments, notes=notes)
-            surface = self.surface(ev.team, ev.channel, reply_thread, ev.user)
+            surface = self.surface(ev.team, ev.channel, reply_thread, ev.user, assistant)
+            if assistant and reply_thread and not await engine.has_history(message.key):
+                await self.assistant.title(ev.team, ev.channel, reply_thread, text)
             try:
                 await engine.handle(message, surface, access=self.access, command_prefix="!", ticket=ticket)
             finally:

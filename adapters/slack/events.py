@@ -1,7 +1,8 @@
 """Slack event payloads → facts the adapter routes on, and the conversation key table.
 
 Key table (docs/ARCHITECTURE.md): a channel mention is (slack, team, channel, thread_ts or the mention's ts);
-a DM is (slack, team, D-channel, thread_ts or "dm").
+a DM is (slack, team, D-channel, thread_ts or its own ts), or with `dm_threads` off (slack, team, D-channel, thread_ts
+or "dm").
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class SlackEvent:
     is_dm: bool
     mentioned: bool
     files: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    # A top-level DM starts a conversation of its own, answered in its thread (Slack's agent view).
+    dm_threads: bool = False
 
     @property
     def in_thread(self) -> bool:
@@ -37,7 +40,7 @@ class SlackEvent:
 
     @property
     def key_thread(self) -> str:
-        if self.is_dm:
+        if self.is_dm and not self.dm_threads:
             return self.thread_ts if self.in_thread and self.thread_ts else "dm"
         return self.thread_ts if self.in_thread and self.thread_ts else self.ts
 
@@ -45,7 +48,9 @@ class SlackEvent:
         """Where the answer goes: a thread ts, or None for the channel itself."""
         if self.in_thread:
             return self.thread_ts
-        if self.is_dm or reply_in == "channel":
+        if self.is_dm:
+            return self.ts if self.dm_threads else None
+        if reply_in == "channel":
             return None
         return self.ts
 
@@ -85,7 +90,8 @@ def without_own_mention(text: str, bot_user_id: str | None) -> str:
     return (pattern.sub("", text) if pattern is not None else text).strip()
 
 
-def parse_event(body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None) -> SlackEvent:
+def parse_event(body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None, *,
+                dm_threads: bool = False) -> SlackEvent:
     channel = str(event.get("channel") or "")
     text = str(event.get("text") or "")
     pattern = mention_pattern(bot_user_id)
@@ -102,6 +108,7 @@ def parse_event(body: dict[str, Any], event: dict[str, Any], bot_user_id: str | 
         is_dm=is_dm,
         mentioned=event.get("type") == "app_mention" or bool(pattern and pattern.search(text)),
         files=tuple(f for f in event.get("files") or () if isinstance(f, dict)),
+        dm_threads=dm_threads,
     )
 
 

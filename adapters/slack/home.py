@@ -41,10 +41,11 @@ class AppHome:
         adapter.app.event("app_home_opened")(self._on_opened)
 
     async def _on_opened(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        if event.get("tab", "home") != "home":
-            return  # the Messages tab is the DM itself
         user, team = event.get("user"), body.get("team_id")
         if not isinstance(user, str) or not isinstance(team, str):
+            return
+        if event.get("tab", "home") == "messages":  # the agent view's conversations live there
+            await self._adapter.assistant.messages_tab_opened(team, str(event.get("channel") or ""), user)
             return
         now = time.monotonic()
         if now - self._published.get((team, user), -self._min_interval) < self._min_interval:

@@ -49,6 +49,8 @@ class SlackLimits:
     replies: Allowance = Allowance(50, 5)
     # views.open and views.publish (Tier 4): feedback forms and App Home pages.
     views: Allowance = Allowance(100, 10)
+    # assistant.threads.setSuggestedPrompts and setTitle (Tier 4).
+    assistant: Allowance = Allowance(100, 10)
     margin: float = 0.9
     # 60 makes one real second count as one Slack minute (tests and benchmarks against a time-scaled fake).
     time_scale: float = 1.0
@@ -83,6 +85,7 @@ class Allowances:
         self.channel_lookup = limits.budget(limits.channel_lookup)
         self.replies = limits.budget(limits.replies)
         self.views = limits.budget(limits.views)
+        self.assistant = limits.budget(limits.assistant)
         self._posts: dict[str, TokenBucketBudget] = {}
         self.edit_streams = 0  # answers showing partial text that will finish with chat.update
         self.native_streams = 0  # answers showing partial text that will finish with chat.appendStream

@@ -29,8 +29,9 @@ class SlackResumer:
     async def surface_for(self, turn: ResumedTurn) -> AsyncIterator[SlackSurface]:
         address: dict[str, Any] = turn.reply
         surface = self._adapter.surface(str(address.get("team") or ""), str(address.get("channel") or ""),
-                                        address.get("thread_ts"), address.get("recipient"))
-        if self._adapter.config.streaming == "native":
+                                        address.get("thread_ts"), address.get("recipient"),
+                                        bool(address.get("assistant")))
+        if surface.streaming == "native":
             await self._close_streams(surface, turn.platform_message_ids)
         try:
             yield surface

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.errors import error_code, retry_after_of
+
+if TYPE_CHECKING:
+    from adapters.slack.assistant import StopButtons
 from adapters.slack.limits import Allowances
 from adapters.slack.render import feedback_block, message_fields
 from bot.budget import TokenBucketBudget
@@ -144,7 +148,9 @@ class _EditGate:
 class SlackSurface:
     def __init__(self, *, client: AsyncWebClient, allowances: Allowances, channel: str, thread_ts: str | None,
                  team_id: str, recipient: str | None, streaming: str = "edit", text_format: str = "markdown",
-                 max_chars: int = 3900, placeholder: str = "…", overflow: str = "paragraphs") -> None:
+                 max_chars: int = 3900, placeholder: str = "…", overflow: str = "paragraphs",
+                 assistant: bool = False, loading_messages: Sequence[str] = (), stops: StopButtons | None = None,
+                 stop_turn: Callable[[], object] | None = None) -> None:
         self.client = client
         self.allowances = allowances
         self.channel = channel
@@ -156,6 +162,12 @@ class SlackSurface:
         self.max_chars = max_chars
         self.placeholder = placeholder
         self.overflow = overflow
+        # An assistant conversation (a DM thread): the status with loading messages shows until the first text,
+        # and native streams carry Slack's Stop button, which ends the answer through `stop_turn`.
+        self.assistant = assistant
+        self.loading_messages = list(loading_messages)
+        self._stops = stops if assistant else None
+        self._stop_turn = stop_turn
         self.lane: str | None = None
         self.next_post = "plain"
         self.reserved = False
@@ -165,6 +177,8 @@ class SlackSurface:
         self._pending_start = False
         self._streams: dict[str, str] = {}  # ts -> text appended so far, while the stream is open
         self._stop_blocks: dict[str, list[dict[str, Any]]] = {}  # ts -> blocks its chat.stopStream adds
+        self._task: tuple[str, str] | None = None  # the step shown in progress in the stream: (id, title)
+        self._steps: list[str] = []
         self._status: str | None = None
         self._released = False
         self.post_budget = _PostGate(self)
@@ -182,7 +196,7 @@ class SlackSurface:
         if self.lane == "native":
             return PublishOptions(placeholder=None, decorate=False)
         if self.lane == "edit":
-            return PublishOptions(placeholder=self.placeholder)
+            return PublishOptions(placeholder=None if self.assistant else self.placeholder)
         # Deferred: no edits at all; paragraphs (or the whole answer) go out as posts from the channel's allowance.
         return PublishOptions(placeholder=None, append_only=self.overflow == "paragraphs")
 
@@ -253,9 +267,12 @@ class SlackSurface:
         recipient: dict[str, Any] = {}
         if not self.channel.startswith("D") and self.recipient:
             recipient = {"recipient_user_id": self.recipient, "recipient_team_id": self.team_id}
+        stoppable = {"is_stoppable": True} if self._stops is not None and self._stop_turn is not None else {}
         response = await self._call("chat.startStream", self.allowances.start, channel=self.channel,
-                                    thread_ts=self.thread_ts, markdown_text=text, **recipient)
+                                    thread_ts=self.thread_ts, markdown_text=text, **recipient, **stoppable)
         ts = str(response["ts"])
+        if stoppable and self._stops is not None:
+            self._stops.register(self.channel, ts, self.user_stopped)
         self._streams[ts] = text
         if self._pending_start:
             self._pending_start = False
@@ -290,7 +307,10 @@ class SlackSurface:
                     self._streams[message_id] = text
                     return
                 except SlackApiError as error:
-                    log.info("stream append failed; falling back to edits", extra={"error": error_code(error)})
+                    if error_code(error) == "stopped_by_user":
+                        self.user_stopped()
+                    else:
+                        log.info("stream append failed; falling back to edits", extra={"error": error_code(error)})
             # Close whatever Slack still holds open (errors ignored) so chat.update is not a streaming conflict.
             await self._stop_now(message_id)
             self._streams.pop(message_id, None)
@@ -301,6 +321,13 @@ class SlackSurface:
                          **self._fields(text, controls))
         self.edited = True
 
+    def user_stopped(self) -> None:
+        """The user pressed Slack's Stop (reported by an event, a refused append, or both): end the answer once."""
+        stop, self._stop_turn = self._stop_turn, None
+        if stop is not None:
+            log.info("answer stopped with Slack's Stop button")
+            stop()
+
     async def _stop_now(self, ts: str) -> None:
         await self.allowances.stop.acquire(final=True)
         await self._stop(ts)
@@ -308,8 +335,10 @@ class SlackSurface:
     async def _stop(self, ts: str, attempt: int = 1) -> None:
         try:
             blocks = self._stop_blocks.get(ts)
+            done = [{"type": "task_update", "id": self._task[0], "title": self._task[1], "status": "complete"}] \
+                if self._task else []
             await self._call("chat.stopStream", self.allowances.stop, channel=self.channel, ts=ts,
-                             **({"blocks": blocks} if blocks else {}))
+                             **({"blocks": blocks} if blocks else {}), **({"chunks": done} if done else {}))
         except RateLimited:
             if attempt < 3:
                 self.allowances.stop_later(lambda: self._stop(ts, attempt + 1))
@@ -318,17 +347,44 @@ class SlackSurface:
             log.info("stream stop failed", extra={"error": error_code(error)})
 
     async def set_status(self, status: str | None) -> None:
+        if self._streams:
+            await self._task_step(status)  # once a native stream shows text, steps appear inside it
+            return
         # Slack clears the status when the app replies in the thread, so clearing costs no call.
         if status is None or status == self._status or not self.thread_ts:
             return
         if not self.allowances.status.try_acquire():
             return  # cosmetic; never worth waiting for
-        self._status = status
+        first, self._status = self._status is None, status
+        # Loading messages rotate under the app's name until the first text; later statuses (a search, a tool)
+        # replace them with what is happening.
+        loading = {"loading_messages": self.loading_messages} if first and self.loading_messages else {}
         try:
             await self._call("assistant.threads.setStatus", self.allowances.status, channel_id=self.channel,
-                             thread_ts=self.thread_ts, status=status)
+                             thread_ts=self.thread_ts, status=status, **loading)
         except (SlackApiError, RateLimited) as error:
             log.debug("status not shown", extra={"error": str(error)})
+
+    async def _task_step(self, status: str | None) -> None:
+        """A search or tool call after the answer began: a task_update chunk in the stream (in progress, then
+        complete when the next step or the text comes). Cosmetic: skipped when the append allowance is short."""
+        title = status.replace("`", "").strip() if status else ""
+        if (self._task[1] if self._task else "") == title:
+            return
+        chunks = [{"type": "task_update", "id": self._task[0], "title": self._task[1], "status": "complete"}] \
+            if self._task else []
+        self._task = None
+        if title:
+            self._task = (f"step-{len(self._steps) + 1}", title)
+            self._steps.append(title)
+            chunks.append({"type": "task_update", "id": self._task[0], "title": title, "status": "in_progress"})
+        if not chunks or not self.allowances.append.try_acquire():
+            return
+        try:
+            await self._call("chat.appendStream", self.allowances.append, channel=self.channel,
+                             ts=next(reversed(self._streams)), chunks=chunks)
+        except (SlackApiError, RateLimited) as error:
+            log.debug("task step not shown", extra={"error": str(error)})
 
     # -- end of the answer --------------------------------------------------------------------------------
 
@@ -351,5 +407,7 @@ class SlackSurface:
             self._pending_start = False
             a.pending_starts -= 1
         for ts in list(self._streams):
+            if self._stops is not None:
+                self._stops.unregister(self.channel, ts)
             a.stop_later(lambda ts=ts: self._stop(ts))  # type: ignore[misc]
         self._streams.clear()

@@ -6,6 +6,7 @@ Deterministic results for a query (stable URLs under example sites), the documen
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
@@ -30,6 +31,8 @@ class ToolsApi:
     faults: deque[tuple[str, int, str]] = field(default_factory=deque)
     # url -> markdown, for pages a test wants /fetch to return
     pages: dict[str, str] = field(default_factory=dict)
+    # Seconds each call takes (real searches take one to a few seconds).
+    latency: float = 0.0
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/v1/tools/search", self.search), web.post("/v1/tools/search_pro", self.search),
@@ -51,6 +54,7 @@ class ToolsApi:
         if not isinstance(body, dict):
             return _error(400, "invalid_request", "body must be an object", headers)
         self.calls.append(ToolCall(request.path, body))
+        await asyncio.sleep(self.latency)
         return body
 
     async def search(self, request: web.Request) -> web.Response:

@@ -34,6 +34,7 @@ from tests.fakes.slack_state import (
     Workspace,
 )
 from tests.fakes.slack_web import WebApi, WebOptions
+from tests.fakes.slack_web_assistant import AssistantMethods
 from tests.fakes.slack_web_chat import ChatMethods
 from tests.fakes.slack_web_files import FileServer
 from tests.fakes.slack_web_read import ReadMethods
@@ -92,6 +93,7 @@ class FakeSlack(SlackInspection):
         self.web = WebApi(self.state, self.limiter, self.options)
         self.chat = ChatMethods(self.web)
         self.views = ViewMethods(self.web)
+        self.assistant = AssistantMethods(self.web)
         ReadMethods(self.web)
         self.file_server = FileServer(self.state, self.options)
         self.sender = EventSender(

@@ -40,6 +40,8 @@ METHOD_TIERS: dict[str, int] = {
     "files.info": 4,
     "users.info": 4,
     "views.open": 4,
+    "assistant.threads.setSuggestedPrompts": 4,
+    "assistant.threads.setTitle": 4,
     "views.publish": 4,
 }
 

@@ -172,6 +172,7 @@ class StreamState:
     last_activity: float
     chunks: list[JSON] = field(default_factory=list)
     appends: int = 0
+    stoppable: bool = False  # shows Slack's Stop button
 
 
 @dataclass(slots=True)

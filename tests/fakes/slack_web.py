@@ -43,6 +43,10 @@ class WebOptions:
     file_chunk_bytes: int = 16 * 1024
     file_chunk_delay: float = 0.0005
     file_transfer: str = "length"
+    # The app has Slack's agent surface (assistant.threads.* beyond setStatus answer `not_agent_app` otherwise).
+    agent_app: bool = True
+    # Subscribed to message_stream_stopped: required for `is_stoppable` streams.
+    stream_stop_subscribed: bool = True
 
 
 @dataclass(slots=True)

@@ -83,6 +83,7 @@ class ChatMethods:
         self.state = api.state
         # Ephemeral messages are seen by one user and never stored in the channel: (channel, user, text).
         self.ephemeral: list[tuple[str, str, str]] = []
+        self.loading_messages: dict[tuple[str, str], list[str]] = {}  # (channel, thread) -> the newest list
         api.handlers.update(
             {
                 "chat.postMessage": self.post_message,
@@ -237,6 +238,8 @@ class ChatMethods:
         if msg is None:
             raise ApiError("message_not_found")
         self._own(ctx, msg, "message_not_owned_by_app")
+        if msg.stream is not None and msg.stream.state == "stopped_by_user":
+            raise ApiError("stopped_by_user")
         if not self._streaming(msg):
             raise ApiError("message_not_in_streaming_state")
         return msg
@@ -266,6 +269,9 @@ class ChatMethods:
             if not ctx.str_param("recipient_team_id"):
                 raise ApiError("missing_recipient_team_id")
         text, chunks = self._stream_text(ctx)
+        stoppable = ctx.bool_param("is_stoppable")
+        if stoppable and not self.api.options.stream_stop_subscribed:
+            raise ApiError("not_subscribed_to_message_stream_stopped")
         now = time.monotonic()
         msg = self._bot_message(ctx, ch.id, text, thread_ts)
         msg.stream = StreamState(
@@ -275,6 +281,7 @@ class ChatMethods:
             now,
             now,
             chunks,
+            stoppable=stoppable,
         )
         self.state.insert(msg, "stream_start")
         self._clear_status(ch.id, thread_ts)
@@ -329,5 +336,10 @@ class ChatMethods:
         if thread_ts is None or self.state.get(ch.id, thread_ts) is None:
             raise ApiError("invalid_thread_ts")
         status = str(ctx.params.get("status") or "")
+        loading = ctx.json_param("loading_messages")
+        if loading is not None:
+            if not isinstance(loading, list) or len(loading) > 10 or not all(isinstance(m, str) for m in loading):
+                raise ApiError("invalid_arguments", response_metadata={"messages": ["loading_messages: up to 10"]})
+            self.loading_messages[(ch.id, thread_ts)] = loading
         self.state.statuses.setdefault((ch.id, thread_ts), []).append((status, time.time()))
         return {"ok": True}
