@@ -26,6 +26,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.ask_about import AskAbout
 from adapters.slack.assistant import SlackAssistant
 from adapters.slack.backfill import ThreadReader
 from adapters.slack.commands import SlashCommands
@@ -91,6 +92,7 @@ class SlackAdapter:
         self.feedback = SlackFeedback(self)
         self.assistant = SlackAssistant(self, route=self._on_event)
         self.home = AppHome(self)
+        self.ask_about = AskAbout(self)
 
     def _lookup_budgets(self, team: str) -> tuple[TokenBucketBudget, TokenBucketBudget]:
         allowances = self.allowances.for_team(team)

@@ -105,7 +105,7 @@ class FakeSlack(SlackInspection):
             )
         )
         self.payloads = Payloads(self.state, "", self.team_id)
-        self.interactive = Interactive(self.state, self.sender, self.views)
+        self.interactive = Interactive(self.state, self.sender, self.views, self.payloads)
         self.socket = SocketModeServer(SocketOptions({self.app_token: self.app_id}, ack_timeout=ack_timeout,
                                                      redeliver=auto_retry, retry_delays=tuple(retry_delays)))
         self._runner: web.AppRunner | None = None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.fakes.slack_events import Delivery, EventSender
+from tests.fakes.slack_payloads import Payloads
 from tests.fakes.slack_state import JSON, Message, SlackState
 from tests.fakes.slack_web import ApiError, CallContext, WebApi
 
@@ -88,10 +89,11 @@ class ViewMethods:
 class Interactive:
     """Sends what a user's clicks make Slack send to the app's interactivity Request URL."""
 
-    def __init__(self, state: SlackState, sender: EventSender, views: ViewMethods) -> None:
+    def __init__(self, state: SlackState, sender: EventSender, views: ViewMethods, payloads: Payloads) -> None:
         self._state = state
         self._sender = sender
         self._views = views
+        self._payloads = payloads
 
     def _user(self, user_id: str) -> JSON:
         user = self._state.users[user_id]
@@ -132,6 +134,20 @@ class Interactive:
             "state": {"values": {}}, "response_url": f"https://hooks.slack.invalid/actions/{ws.team_id}/x",
             "actions": [action],
         }
+
+    async def message_shortcut(self, url: str, msg: Message, *, user: str, callback_id: str) -> Delivery:
+        """`user` picks a message shortcut from `msg`'s "…" menu (a message_action payload)."""
+        ws = self._state.workspaces[msg.team]
+        channel = self._state.channels[msg.channel]
+        message = {k: v for k, v in self._payloads.render(msg).items()
+                   if k not in ("channel", "channel_type", "event_ts", "team")}
+        payload = {"type": "message_action", "token": "verification-token", "action_ts": f"{time.time():.6f}",
+                   "team": self._team(msg.team), "user": self._user(user),
+                   "channel": {"id": channel.id, "name": channel.name or "directmessage"},
+                   "is_enterprise_install": False, "enterprise": None, "callback_id": callback_id,
+                   "trigger_id": self._views.issue_trigger(user), "message_ts": msg.ts, "message": message,
+                   "response_url": f"https://hooks.slack.invalid/actions/{ws.team_id}/shortcut"}
+        return await self._send(url, payload)
 
     async def submit(self, url: str, opened: OpenedView, values: dict[str, str]) -> Delivery:
         """The user fills in the inputs of an opened modal (by action id) and presses its submit button."""
