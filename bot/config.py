@@ -299,6 +299,8 @@ class DiscordConfig(_Section):
     shard_count: int | None = Field(default=None, ge=1)
     # The slash-command group: /kimi ask, /kimi reset, ...
     command_name: str = Field(default="kimi", pattern=r"^[-_a-z0-9]{1,32}$")
+    # Offer /kimi and "Ask Kimi" to people who install the app to their own account (any DM or group DM).
+    user_install: bool = True
     thread_archive_minutes: Literal[60, 1440, 4320, 10080] = 1440
     # Discord's per-channel message bucket (sends and edits share it); answers are paced to stay inside it.
     message_rate_limit: int = Field(default=5, ge=3)

@@ -38,6 +38,7 @@ from bot.types import (
     IncomingMessage,
     RateLimited,
     ReplySurface,
+    ReplyUnreachable,
     TurnOutcome,
     TurnResumer,
 )
@@ -216,6 +217,10 @@ class Engine:
             async with resumer.surface_for(turn) as surface:
                 message = message_from_record(turn, resumer.attachments_for(turn))
                 await self._run(ticket, TurnWork(turn, message, surface, resumed=True))
+        except ReplyUnreachable as unreachable:
+            await self._intake.finish(turn.id, TurnState.FAILED, error="reply place unreachable")
+            log.warning("unfinished turn cannot be resumed: its answer has no way back to the user",
+                        extra={"turn": turn.id, "platform": turn.platform, "why": str(unreachable)})
         except Exception:
             log.exception("resuming a turn failed", extra={"turn": turn.id})
         finally:

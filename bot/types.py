@@ -156,6 +156,10 @@ class TurnOutcome:
     error: str | None = None
 
 
+class ReplyUnreachable(Exception):
+    """A resumer cannot reach where a turn's answer goes (an interaction token that was the only way in)."""
+
+
 class ResumedTurn(Protocol):
     """What an adapter gets to rebuild a resumed turn's reply place (storage's StoredTurn has these)."""
 

@@ -20,8 +20,10 @@ async def test_commands_are_synced_as_one_group(discord_fake: FakeDiscord, kimi:
     fake = discord_fake
     async with running_bot(make_services(fake, kimi, store), fake):
         pass
-    [group] = fake.global_commands
-    assert group["name"] == "kimi"
+    group, menu = sorted(fake.global_commands, key=lambda c: c["type"])
+    assert group["name"] == "kimi" and (menu["name"], menu["type"]) == ("Ask Kimi", 3)
+    for command in (group, menu):  # installable to servers and to people's accounts, usable in DMs and groups
+        assert sorted(command["integration_types"]) == [0, 1] and sorted(command["contexts"]) == [0, 1, 2]
     names = {option["name"] for option in group["options"]}
     assert names == {"ask", "reset", "model", "think", "system", "usage", "stop", "help", "channel"}
     ask = next(o for o in group["options"] if o["name"] == "ask")
@@ -34,7 +36,7 @@ async def test_guild_sync_for_development(discord_fake: FakeDiscord, kimi: FakeK
     async with running_bot(make_services(fake, kimi, store, sync_guilds=[fake.guild_id]), fake):
         pass
     assert fake.global_commands == []
-    assert [c["name"] for c in fake.guild_commands(fake.guild_id)] == ["kimi"]
+    assert [c["name"] for c in fake.guild_commands(fake.guild_id)] == ["kimi", "Ask Kimi"]
 
 
 async def test_ask_defers_streams_and_continues_in_followups(discord_fake: FakeDiscord, kimi: FakeKimi,

@@ -59,7 +59,7 @@ async def test_serve_answers_until_stopping_then_returns(discord_fake: FakeDisco
         client_log.removeHandler(watcher)
     # Without sharding settings the shard count comes from /gateway/bot; the gateway is the configured one.
     assert fake.calls_to("GET /gateway/bot") and fake.sessions[0].identify["shard"] == [0, 1]
-    assert [c["name"] for c in fake.global_commands] == ["kimi"]
+    assert [c["name"] for c in fake.global_commands] == ["kimi", "Ask Kimi"]
 
 
 async def test_missing_message_content_intent_stops_with_one_clear_line(discord_fake: FakeDiscord,

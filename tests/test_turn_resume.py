@@ -17,7 +17,7 @@ from bot.engine import EXPIRED_NOTICE, Engine
 from bot.leases import TurnKeeper
 from bot.replica import Replica
 from bot.turn_work import question_record
-from bot.types import IncomingAttachment, ReplySurface, ResumedTurn
+from bot.types import IncomingAttachment, ReplySurface, ReplyUnreachable, ResumedTurn
 from storage.models import utcnow
 from storage.store import Store, StoredTurn, TurnState
 from tests.fakes.kimi import FakeKimi
@@ -232,3 +232,21 @@ async def test_two_replicas_never_answer_in_one_conversation_at_once(kimi: FakeK
         for h in (first, second):
             await h.engine.shutdown()
             await h.client.aclose()
+
+
+class UnreachableResumer(ChannelResumer):
+    @contextlib.asynccontextmanager
+    async def surface_for(self, turn: ResumedTurn) -> AsyncIterator[ReplySurface]:
+        raise ReplyUnreachable("only the first attempt's interaction token could reach it")
+        yield self.surface  # pragma: no cover
+
+
+async def test_a_turn_whose_reply_place_is_unreachable_ends_failed_once(harness: Harness) -> None:
+    surface = FakeSurface()
+    turn = await left_behind(harness, surface, "asked in a group DM")
+    harness.engine.register_resumer("test", UnreachableResumer(surface))
+    assert await keeper_for(harness).sweep() == 1
+    await harness.engine.idle()
+    assert await state(harness.store, turn) is TurnState.FAILED
+    assert await keeper_for(harness).sweep() == 0  # not taken again and again
+    assert harness.kimi.requests == [] and surface.order == []

@@ -21,6 +21,7 @@ import yarl
 from discord import app_commands
 
 from adapters.discord import incoming as conv
+from adapters.discord.ask_about import ask_about_menu
 from adapters.discord.commands import KimiGroup, SlashHandler
 from adapters.discord.events import MessageRouter
 from adapters.discord.feedback import FeedbackButton
@@ -106,7 +107,12 @@ class KimiDiscordClient(discord.AutoShardedClient):
         handler = SlashHandler(engine=services.engine, access=access, budgets=self.budgets,
                                group=config.command_name, downloads=self.downloads, clock=clock)
         self.tree = app_commands.CommandTree(self)
-        self.tree.add_command(KimiGroup(handler, name=config.command_name))
+        # Installed to a server, and (user_install) to people's own accounts: then /kimi and "Ask Kimi" work in
+        # any DM or group DM, answered through the interaction alone.
+        installs = app_commands.AppInstallationType(guild=True, user=config.user_install)
+        contexts = app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=config.user_install)
+        self.tree.add_command(KimiGroup(handler, name=config.command_name, installs=installs, contexts=contexts))
+        self.tree.add_command(ask_about_menu(handler, installs=installs, contexts=contexts))
         self.tree.error(self._on_command_error)
         self._turns: set[asyncio.Task[None]] = set()
         self.turns_finished = 0

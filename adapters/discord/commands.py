@@ -19,6 +19,7 @@ import discord
 from discord import app_commands
 
 from adapters.discord import incoming as conv
+from adapters.discord.ask_about import about_text, place_about
 from adapters.discord.interaction_surface import InteractionSurface
 from adapters.discord.surface import ChannelBudgets
 from adapters.downloads import Downloads
@@ -78,6 +79,18 @@ class SlashHandler:
         await interaction.response.defer(thinking=True)
         await self._engine.handle(message, surface, access=self._access, command_prefix=self._prefix)
 
+    async def ask_about(self, interaction: discord.Interaction, message: discord.Message, question: str) -> None:
+        """The "Ask Kimi" form was sent: answer through the interaction, quoting `message` and its files."""
+        files = tuple(conv.attachment(a, self._downloads) for a in message.attachments)
+        surface = InteractionSurface(interaction, self._budgets, clock=self._clock)
+        incoming = conv.incoming(place_about(interaction, message), message_id=interaction.id, author=interaction.user,
+                                 text=about_text(message, question), attachments=files, mentioned=True,
+                                 dedupe_key=f"interaction:{interaction.id}", reply=surface.address())
+        if await self._refused(interaction, incoming):
+            return
+        await interaction.response.defer(thinking=True)
+        await self._engine.handle(incoming, surface, access=self._access, command_prefix=self._prefix)
+
     async def command(self, interaction: discord.Interaction, name: str, args: str = "", *,
                       private: bool = False) -> None:
         message = self._message(interaction, f"{self._prefix}{name} {args}".strip())
@@ -90,8 +103,10 @@ class SlashHandler:
 
 
 class KimiGroup(app_commands.Group):
-    def __init__(self, handler: SlashHandler, *, name: str) -> None:
-        super().__init__(name=name, description="Ask Kimi, and manage this conversation")
+    def __init__(self, handler: SlashHandler, *, name: str, installs: app_commands.AppInstallationType,
+                 contexts: app_commands.AppCommandContext) -> None:
+        super().__init__(name=name, description="Ask Kimi, and manage this conversation",
+                         allowed_installs=installs, allowed_contexts=contexts)
         self.handler = handler
 
     @app_commands.command(name="ask", description="Ask Kimi a question, optionally about an image or file")

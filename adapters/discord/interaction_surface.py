@@ -3,6 +3,9 @@
 The deferred "is thinking…" message is the status until text arrives; the first message edits it
 (`edit_original_response`), longer answers continue in followups. An interaction token lives 15 minutes: close
 to that, writes move to the bot's own channel endpoints so a long answer (many tool rounds) still completes.
+Where the bot has no channel endpoints (a user install used in a group DM or a server the bot is not in), the
+answer stays on the token: when it runs out, one last followup says so, and nothing is sent to a channel the
+bot cannot reach.
 Interaction webhooks have their own per-token bucket (and skip the global limit), so each interaction gets its
 own budget; after the hand-over the channel's shared budget applies.
 """
@@ -29,6 +32,22 @@ from bot.types import AnswerControls, WriteBudget
 
 log = logging.getLogger(__name__)
 
+OUT_OF_TIME = ("⚠️ Discord gives an answer here 15 minutes, and this one ran out of time. Ask again, perhaps in "
+               "smaller steps, to get the rest.")
+
+
+class OutOfTime(RuntimeError):
+    """The interaction token is spent and the bot has no other way into this channel."""
+
+
+def channel_reachable(interaction: discord.Interaction[Any]) -> bool:
+    """Whether the bot's own channel endpoints work here: a server it was added to, or its own DM, and not a
+    group DM or server reached only through someone's user install."""
+    if interaction.guild_id is not None:
+        return interaction.is_guild_integration()
+    context = interaction.context
+    return bool(context.dm_channel) and not context.private_channel
+
 # The interaction webhook bucket observed as 5 per 2 s: burst 2 + 1.5/s * 2 s stays within it.
 TOKEN_RATE, TOKEN_BURST = 1.5, 2
 # Writes switch to the channel this long before the token expires, leaving room for a slow request.
@@ -48,10 +67,24 @@ class InteractionSurface:
         self._token_budget = TokenBucketBudget(rate=TOKEN_RATE, burst=TOKEN_BURST, reserve=1)
         self._original: int | None = None
         self.via_channel: list[int] = []
+        self.reachable = channel_reachable(interaction)
+        self._out_of_time = False
 
     def _expiring(self) -> bool:
         # Ephemeral messages exist only through the token, so there is nothing to hand over.
-        return not self._ephemeral and self._clock() >= self._interaction.expires_at - EXPIRY_MARGIN
+        return (not self._ephemeral and self.reachable
+                and self._clock() >= self._interaction.expires_at - EXPIRY_MARGIN)
+
+    async def _check_time(self) -> None:
+        """Unreachable channel, token nearly spent: say so once in a last followup, then write no more."""
+        if self.reachable or self._clock() < self._interaction.expires_at - EXPIRY_MARGIN:
+            return
+        if not self._out_of_time:
+            self._out_of_time = True
+            log.warning("answer cut by the 15-minute interaction limit where the bot has no channel access")
+            await call_discord(self._interaction.followup.send(OUT_OF_TIME, ephemeral=self._ephemeral,
+                                                               allowed_mentions=NO_PINGS))
+        raise OutOfTime
 
     @property
     def edit_budget(self) -> WriteBudget:
@@ -68,6 +101,7 @@ class InteractionSurface:
         return channel if isinstance(channel, discord.abc.Messageable) else None
 
     async def post(self, text: str, controls: AnswerControls | None = None) -> str:
+        await self._check_time()
         interaction = self._interaction
         channel = self._channel()
         extra = {"view": feedback_view(controls.turn_id)} if controls is not None else {}
@@ -86,6 +120,7 @@ class InteractionSurface:
         return str(followup.id)
 
     async def edit(self, message_id: str, text: str, controls: AnswerControls | None = None) -> None:
+        await self._check_time()
         interaction = self._interaction
         channel = self._channel()
         extra = {"view": feedback_view(controls.turn_id)} if controls is not None else {}
@@ -106,7 +141,8 @@ class InteractionSurface:
     def address(self) -> dict[str, Any]:
         """A resumed answer cannot use this interaction's token (another process, or expired): it goes to the
         channel instead."""
-        return {"channel_id": str(self._interaction.channel_id), "interaction": str(self._interaction.id)}
+        return {"channel_id": str(self._interaction.channel_id), "interaction": str(self._interaction.id),
+                "reachable": self.reachable}
 
     async def close(self) -> None:
         """Nothing to release; present so callers treat every surface alike."""

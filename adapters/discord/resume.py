@@ -3,7 +3,8 @@ only, no gateway cache needed), and the question's files fetched again from thei
 
 An answer that was opening a thread from the mention opens it again (or finds the one its first attempt
 opened: a thread from a message has that message's id); an answer begun through a slash command's
-interaction continues in the channel, since the interaction token belonged to the first attempt.
+interaction continues in the channel, since the interaction token belonged to the first attempt; unless the bot
+has no access there (a user install in a group DM): then the turn ends as failed, logged for the operator.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from adapters.discord.surface import ChannelSurface, FixedTarget, Target, ThreadFromMessage
-from bot.types import IncomingAttachment, ResumedTurn
+from bot.types import IncomingAttachment, ReplyUnreachable, ResumedTurn
 
 if TYPE_CHECKING:
     from adapters.discord.client import KimiDiscordClient
@@ -26,6 +27,8 @@ class DiscordResumer:
     @contextlib.asynccontextmanager
     async def surface_for(self, turn: ResumedTurn) -> AsyncIterator[ChannelSurface]:
         address: dict[str, Any] = turn.reply
+        if address.get("reachable") is False:
+            raise ReplyUnreachable("a user-install interaction: its token belonged to the first attempt")
         client = self._client
         channel_id = int(address.get("channel_id") or 0)
         channel = client.get_partial_messageable(channel_id)

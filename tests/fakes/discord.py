@@ -253,6 +253,7 @@ class FakeDiscord:
         user: FakeUser | None = None,
         attachments: Mapping[str, FakeFile] | None = None,
         require_registered: bool = True,
+        user_install: bool = False,
     ) -> InteractionRecord:
         """Sends INTERACTION_CREATE for `/name` ("group sub" for subcommands); defaults to #general.
 
@@ -267,7 +268,24 @@ class FakeDiscord:
             user=user or self.user,
             attachments=attachments,
             require_registered=require_registered,
+            user_install=user_install,
         )
+
+    async def invoke_message_command(self, name: str, message: StoredMessage, *, user: FakeUser | None = None,
+                                     user_install: bool = False) -> InteractionRecord:
+        """Apps → `name` on `message` (a message context-menu command)."""
+        return await self.interactions.invoke_message_command(name, message, user=user or self.user,
+                                                               user_install=user_install)
+
+    def add_group_dm(self, *people: FakeUser) -> FakeChannel:
+        """A group DM of `people` (the first owns it); the bot is not in it."""
+        return self.world.add_group_dm(people[0], *people[1:])
+
+    async def post_unseen(self, channel_id: int, content: str, *, author: FakeUser | None = None,
+                          files: Sequence[FakeFile] = ()) -> StoredMessage:
+        """A message the bot cannot see (no gateway event): in a group DM, say."""
+        return await self._messages.create(self.world.channels[channel_id], author or self.user,
+                                           {"content": content}, files, dispatch=False)
 
     async def force_reconnect(self, shard_id: int = 0, *, redeliver_message_ids: Sequence[int] = ()) -> None:
         await self.gateway.force_reconnect(shard_id, redeliver_message_ids=redeliver_message_ids)

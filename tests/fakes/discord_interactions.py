@@ -25,6 +25,7 @@ from tests.fakes.discord_payloads import (
 )
 from tests.fakes.discord_rest import BODY_KEY, FILES_KEY
 from tests.fakes.discord_state import (
+    CHANNEL_GROUP_DM,
     EVERYONE_PERMISSIONS,
     FLAG_EPHEMERAL,
     FLAG_LOADING,
@@ -36,6 +37,7 @@ from tests.fakes.discord_state import (
 )
 
 CALLBACK_MESSAGE, CALLBACK_DEFERRED = 4, 5
+MAX_USER_INSTALL_FOLLOWUPS = 5
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class InteractionRecord:
     followup_message_ids: list[int] = field(default_factory=list)
     acknowledged: bool = False
     original_loading: bool = False
+    # Installed to the user only (the bot is not in this guild or group DM): followups are limited to five.
+    user_install: bool = False
 
     @property
     def callbacks(self) -> list[InteractionCall]:
@@ -112,6 +116,7 @@ class Interactions:
         user: FakeUser,
         attachments: Mapping[str, FakeFile] | None = None,
         require_registered: bool = True,
+        user_install: bool = False,
     ) -> InteractionRecord:
         world = self._world
         root, *path = name.split()
@@ -120,6 +125,7 @@ class Interactions:
             raise LookupError(
                 f"/{root} is not synced for guild {guild_id} or globally; call tree.sync() first"
             )
+        self._check_offered(command, channel_id, user_install)
         leaf, resolved = self._options(dict(options or {}), dict(attachments or {}), channel_id, guild_id)
         for i, part in reversed(list(enumerate(path))):
             leaf = [{"type": 1 if i == len(path) - 1 else 2, "name": part, "options": leaf}]
@@ -134,11 +140,37 @@ class Interactions:
         if command is not None and "guild_id" in command:
             data["guild_id"] = command["guild_id"]
         return await self.dispatch(2, data, name=name, options=dict(options or {}), guild_id=guild_id,
-                                   channel_id=channel_id, user=user)
+                                   channel_id=channel_id, user=user, user_install=user_install)
+
+    async def invoke_message_command(self, name: str, message: StoredMessage, *, user: FakeUser,
+                                     user_install: bool = False) -> InteractionRecord:
+        """`user` picks Apps → `name` on `message` (a MESSAGE command, type 3, with the message resolved)."""
+        command = next((c for c in [*self._world.guild_commands.get(message.guild_id or 0, []),
+                                    *self._world.global_commands] if c["name"] == name and c.get("type") == 3), None)
+        if command is None:
+            raise LookupError(f"no message command {name!r} is synced")
+        self._check_offered(command, message.channel_id, user_install)
+        data: Json = {"id": command["id"], "name": name, "type": 3, "target_id": str(message.id),
+                      "resolved": {"messages": {str(message.id): self._messages.payload(message)}}}
+        return await self.dispatch(2, data, name=name, guild_id=message.guild_id, channel_id=message.channel_id,
+                                   user=user, user_install=user_install)
+
+    def _check_offered(self, command: Json | None, channel_id: int, user_install: bool) -> None:
+        """Discord offers a command only where its installation types and contexts allow."""
+        if command is None:
+            return
+        channel = self._world.channels[channel_id]
+        context = 2 if channel.type == CHANNEL_GROUP_DM else (1 if channel.guild_id is None else 0)
+        installs = command.get("integration_types") or [0]
+        contexts = command.get("contexts") or [0, 1, 2]
+        if (1 if user_install else 0) not in installs or context not in contexts:
+            raise LookupError(f"{command['name']} is not offered here (integration_types {installs}, "
+                              f"contexts {contexts}; this is a {'user' if user_install else 'guild'} install "
+                              f"in context {context})")
 
     async def dispatch(self, kind: int, data: Json, *, name: str, guild_id: int | None, channel_id: int,
                        user: FakeUser, options: dict[str, Any] | None = None,
-                       extra: Json | None = None) -> InteractionRecord:
+                       extra: Json | None = None, user_install: bool = False) -> InteractionRecord:
         """Send INTERACTION_CREATE of type `kind` (2 command, 3 component, 5 modal submit) with `data`."""
         world = self._world
         record = InteractionRecord(
@@ -151,6 +183,7 @@ class Interactions:
             user=user,
             created_at=world.clock.now(),
             payload={},
+            user_install=user_install,
         )
         record.payload = {**self._payload(record, data), "type": kind, **(extra or {})}
         self.records.append(record)
@@ -222,12 +255,13 @@ class Interactions:
                 guild_locale="en-US",
                 context=0,
                 member=interaction_member_payload(member),
-                authorizing_integration_owners={"0": str(record.guild_id)},
+                authorizing_integration_owners={"1": str(record.user.id)} if record.user_install
+                else {"0": str(record.guild_id)},
             )
         else:
             payload.update(
                 user=user_payload(record.user),
-                context=1,
+                context=2 if channel.type == CHANNEL_GROUP_DM else 1,
                 authorizing_integration_owners={"1": str(record.user.id)},
             )
         return payload
@@ -348,6 +382,9 @@ class Interactions:
             message = self._messages.message(record.channel_id, record.original_message_id)
             await self._edit(record, message, body, files)
         else:
+            if record.user_install and len(record.followup_message_ids) >= MAX_USER_INSTALL_FOLLOWUPS:
+                # receiving-and-responding.mdx: followups of a user-installed app outside its servers: five.
+                raise DiscordHTTPError(400, 40094, "This interaction has hit the maximum number of follow up messages")
             message = await self._create(record, body, files)
             record.followup_message_ids.append(message.id)
         record.calls.append(InteractionCall("followup", body, now, 200, message.id))

@@ -25,6 +25,7 @@ from tests.fakes.discord_payloads import (
 )
 from tests.fakes.discord_rest import BODY_KEY, FILES_KEY
 from tests.fakes.discord_state import (
+    CHANNEL_GROUP_DM,
     CHANNEL_TEXT,
     FLAG_HAS_THREAD,
     MESSAGE_DEFAULT,
@@ -55,6 +56,14 @@ class Messages:
         channel = self._world.channels.get(channel_id)
         if channel is None:
             raise unknown("Channel", 10003)
+        return channel
+
+    def reachable(self, channel_id: int) -> FakeChannel:
+        """A channel the bot may use over REST: not a group DM it is not in (a user-installed app is invited to
+        the interaction, not to the channel)."""
+        channel = self.channel(channel_id)
+        if channel.type == CHANNEL_GROUP_DM and self._world.bot.id not in {u.id for u in channel.recipients}:
+            raise DiscordHTTPError(403, 50001, "Missing Access")
         return channel
 
     def message(self, channel_id: int, message_id: int) -> StoredMessage:
@@ -199,7 +208,7 @@ class Messages:
         app.router.add_post(f"{base}/messages/{{message_id}}/threads", self.create_thread)
 
     async def get_channel(self, request: web.Request) -> web.Response:
-        channel = self.channel(_id(request, "channel_id"))
+        channel = self.reachable(_id(request, "channel_id"))
         if channel.is_thread:
             return json_response(
                 thread_payload(channel, message_count=len(self._world.messages_in(channel.id)))
@@ -207,12 +216,12 @@ class Messages:
         return json_response(channel_payload(channel))
 
     async def trigger_typing(self, request: web.Request) -> web.Response:
-        channel = self.channel(_id(request, "channel_id"))
+        channel = self.reachable(_id(request, "channel_id"))
         self._world.typing_calls.append(TypingRecord(channel.id, self._world.clock.utcnow()))
         return empty_response()
 
     async def create_message(self, request: web.Request) -> web.Response:
-        channel = self.channel(_id(request, "channel_id"))
+        channel = self.reachable(_id(request, "channel_id"))
         body: Json = request[BODY_KEY] or {}
         files: list[FakeFile] = request[FILES_KEY]
         validate_message_body(body, creating=True, has_files=bool(files))
@@ -223,11 +232,11 @@ class Messages:
         return json_response(self.payload(msg))
 
     async def get_message(self, request: web.Request) -> web.Response:
-        msg = self.message(_id(request, "channel_id"), _id(request, "message_id"))
+        msg = self.message(self.reachable(_id(request, "channel_id")).id, _id(request, "message_id"))
         return json_response(self.payload(msg))
 
     async def edit_message(self, request: web.Request) -> web.Response:
-        msg = self.message(_id(request, "channel_id"), _id(request, "message_id"))
+        msg = self.message(self.reachable(_id(request, "channel_id")).id, _id(request, "message_id"))
         body: Json = request[BODY_KEY] or {}
         validate_message_body(body, creating=False, has_files=bool(request[FILES_KEY]))
         if msg.author.id != self._world.bot.id and any(k in body for k in EDITABLE_FIELDS[:2]):
@@ -236,11 +245,11 @@ class Messages:
         return json_response(self.payload(msg))
 
     async def delete_message(self, request: web.Request) -> web.Response:
-        await self.delete(self.message(_id(request, "channel_id"), _id(request, "message_id")))
+        await self.delete(self.message(self.reachable(_id(request, "channel_id")).id, _id(request, "message_id")))
         return empty_response()
 
     async def history(self, request: web.Request) -> web.Response:
-        channel = self.channel(_id(request, "channel_id"))
+        channel = self.reachable(_id(request, "channel_id"))
         limit = min(max(int(request.query.get("limit", "50")), 1), 100)
         found = sorted(self._world.messages_in(channel.id), key=lambda m: m.id, reverse=True)
         if "before" in request.query:
@@ -257,7 +266,7 @@ class Messages:
         return json_response([self.payload(m) for m in found])
 
     async def create_thread(self, request: web.Request) -> web.Response:
-        channel = self.channel(_id(request, "channel_id"))
+        channel = self.reachable(_id(request, "channel_id"))
         msg = self.message(channel.id, _id(request, "message_id"))
         body: Json = request[BODY_KEY] or {}
         name = str(body.get("name") or "")

@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.fakes.discord_state import (
     CHANNEL_DM,
+    CHANNEL_GROUP_DM,
     EVERYONE_PERMISSIONS,
     FakeChannel,
     FakeGuild,
@@ -64,6 +65,10 @@ def channel_payload(channel: FakeChannel, *, bot: FakeUser | None = None) -> Jso
             "recipients": [user_payload(u) for u in channel.recipients],
             "flags": 0,
         }
+    if channel.type == CHANNEL_GROUP_DM:
+        return {"id": str(channel.id), "type": CHANNEL_GROUP_DM, "name": channel.name, "icon": None,
+                "owner_id": _opt_id(channel.owner_id), "last_message_id": _opt_id(channel.last_message_id),
+                "recipients": [user_payload(u) for u in channel.recipients], "flags": 0}
     if channel.is_thread:
         return thread_payload(channel)
     return {

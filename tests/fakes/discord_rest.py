@@ -250,9 +250,11 @@ class MiscRoutes:
         errors: Json = {}
         for i, command in enumerate(commands):
             problems: Json = {}
+            name = str(command.get("name", ""))
+            # Slash commands: lower-case words; user and message commands (types 2, 3): any 1-32 characters.
+            chat_input = command.get("type", 1) == 1
             if (
-                not COMMAND_NAME.match(str(command.get("name", "")))
-                or command["name"] != command["name"].lower()
+                (not COMMAND_NAME.match(name) or name != name.lower()) if chat_input else not 1 <= len(name) <= 32
             ):
                 problems["name"] = {
                     "_errors": [

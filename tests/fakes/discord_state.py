@@ -24,6 +24,7 @@ ALL_KNOWN_INTENTS = (1 << 26) - 1
 # Channel types (channel.mdx).
 CHANNEL_TEXT = 0
 CHANNEL_DM = 1
+CHANNEL_GROUP_DM = 3
 CHANNEL_PUBLIC_THREAD = 11
 THREAD_TYPES = frozenset({10, 11, 12})
 
@@ -331,6 +332,11 @@ class DiscordWorld:
         return self._register_channel(
             FakeChannel(id=self.ids.next(), type=CHANNEL_DM, name=None, recipients=[user])
         )
+
+    def add_group_dm(self, owner: FakeUser, *others: FakeUser) -> FakeChannel:
+        """A group DM of people (the bot is not in it: it can only be reached through a user install)."""
+        return self._register_channel(FakeChannel(id=self.ids.next(), type=CHANNEL_GROUP_DM, name=None,
+                                                  recipients=[owner, *others], owner_id=owner.id))
 
     def _register_channel(self, channel: FakeChannel) -> FakeChannel:
         self.channels[channel.id] = channel
