@@ -58,3 +58,18 @@ async def test_an_answer_outliving_the_token_where_the_bot_has_no_access_says_so
                                         for c in record.followups), WAIT)
     assert channel_calls(fake, group.id) == []
     assert not [c for c in fake.calls if c.status in (401, 403)]
+
+
+async def test_a_long_answer_in_a_group_dm_stops_at_five_followups_and_says_so(
+        discord_fake: FakeDiscord, kimi: FakeKimi, store: Store) -> None:
+    fake = discord_fake
+    group = fake.add_group_dm(fake.user, fake.add_user("bob"))
+    kimi.tokens_per_second = 4000
+    async with running_bot(make_services(fake, kimi, store), fake):
+        record = await fake.invoke_command("kimi ask", {"prompt": "everything [[len=16000]]"}, channel_id=group.id,
+                                           guild_id=None, user_install=True)
+        await fake.wait_for(lambda: len(record.followup_message_ids) == 5, WAIT)
+        await fake.wait_for(lambda: "only five follow-up" in fake.message(record.followup_message_ids[-1]).text,
+                            WAIT)
+    assert all(c.status == 200 for c in record.calls)  # no sixth followup was tried
+    assert channel_calls(fake, group.id) == []

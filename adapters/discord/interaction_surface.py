@@ -36,6 +36,14 @@ OUT_OF_TIME = ("⚠️ Discord gives an answer here 15 minutes, and this one ran
                "smaller steps, to get the rest.")
 
 
+MAX_FOLLOWUPS = 5
+CUT_AT_FIVE = "⚠️ Discord lets me send only five follow-up messages here, so the answer stops. Ask me to go on."
+
+
+class FollowupLimit(RuntimeError):
+    """The answer has used every followup Discord allows a user-installed app in this place."""
+
+
 class OutOfTime(RuntimeError):
     """The interaction token is spent and the bot has no other way into this channel."""
 
@@ -69,6 +77,7 @@ class InteractionSurface:
         self.via_channel: list[int] = []
         self.reachable = channel_reachable(interaction)
         self._out_of_time = False
+        self._followups = 0
 
     def _expiring(self) -> bool:
         # Ephemeral messages exist only through the token, so there is nothing to hand over.
@@ -115,9 +124,22 @@ class InteractionSurface:
                                                                             **extra))
             self._original = message.id
             return str(message.id)
+        if not self.reachable:
+            text = self._within_followup_limit(text)
         followup = await call_discord(interaction.followup.send(text, wait=True, ephemeral=self._ephemeral,
                                                                 allowed_mentions=NO_PINGS, **extra))
+        self._followups += 1
         return str(followup.id)
+
+    def _within_followup_limit(self, text: str) -> str:
+        """Discord allows a user-installed app five followups where it is not a member: the fifth says that the
+        answer is cut there, and there is no sixth."""
+        if self._followups >= MAX_FOLLOWUPS:
+            raise FollowupLimit
+        if self._followups == MAX_FOLLOWUPS - 1:
+            log.warning("answer cut at Discord's five followups for a user-installed app")
+            return text[:MAX_CHARS - len(CUT_AT_FIVE) - 2].rstrip() + "\n\n" + CUT_AT_FIVE
+        return text
 
     async def edit(self, message_id: str, text: str, controls: AnswerControls | None = None) -> None:
         await self._check_time()
