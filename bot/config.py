@@ -301,6 +301,11 @@ class DiscordConfig(_Section):
     command_name: str = Field(default="kimi", pattern=r"^[-_a-z0-9]{1,32}$")
     # Offer /kimi and "Ask Kimi" to people who install the app to their own account (any DM or group DM).
     user_install: bool = True
+    # After downtime (a new gateway session), answer what was missed in the channels asked in within this many
+    # minutes (0: off), reading at most `catch_up_channels` channels and answering at most `catch_up_max`.
+    catch_up_minutes: int = Field(default=60, ge=0, le=7 * 24 * 60)
+    catch_up_channels: int = Field(default=50, ge=1, le=500)
+    catch_up_max: int = Field(default=20, ge=0, le=500)
     thread_archive_minutes: Literal[60, 1440, 4320, 10080] = 1440
     # Discord's per-channel message bucket (sends and edits share it); answers are paced to stay inside it.
     message_rate_limit: int = Field(default=5, ge=3)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.types import ConversationKey
 from storage.base import StoreBase
-from storage.models import ConversationRow, MessageRefRow, MessageRow, utcnow
+from storage.models import ConversationRow, MessageRefRow, MessageRow, TurnRow, utcnow
 from storage.records import UNSET, Conversation, _Unset, conversation_from_row, valid_optional, valid_text
 
 
@@ -145,3 +147,16 @@ class ConversationOps(StoreBase):
                 )
             )
             return conversation_from_row(row) if row is not None else None
+
+    async def recent_places(self, platform: str, *, since: datetime, limit: int) -> list[ConversationKey]:
+        """Conversations of `platform` asked something since `since`, most recently asked first."""
+        newest = func.max(TurnRow.created_at)
+        stmt = (select(ConversationRow.workspace, ConversationRow.channel, ConversationRow.thread)
+                .join(TurnRow, TurnRow.conversation_id == ConversationRow.id)
+                .where(ConversationRow.platform == platform, TurnRow.created_at >= since)
+                .group_by(ConversationRow.id, ConversationRow.workspace, ConversationRow.channel,
+                          ConversationRow.thread)
+                .order_by(newest.desc()).limit(limit))
+        async with self._sessions() as session:
+            rows = (await session.execute(stmt)).all()
+        return [ConversationKey(platform, workspace, channel, thread) for workspace, channel, thread in rows]

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from storage.base import StoreBase
 from storage.models import ID_LENGTH, ProcessedEventRow, utcnow
@@ -46,6 +46,16 @@ class EventOps(StoreBase):
             # Some key was already there (or a concurrent claimer won it): record none of them.
             await session.rollback()
             return False
+
+    async def claimed_keys(self, platform: str, keys: Sequence[str]) -> set[str]:
+        """Which of `keys` were claimed already (a read: whoever claims later still decides)."""
+        hashed = {_hashed_if_long(k): k for k in keys}
+        if not hashed:
+            return set()
+        async with self._sessions() as session:
+            found = await session.scalars(select(ProcessedEventRow.key).where(
+                ProcessedEventRow.platform == platform, ProcessedEventRow.key.in_(list(hashed))))
+            return {hashed[k] for k in found}
 
     async def prune_events(self, older_than: timedelta) -> int:
         cutoff = utcnow() - older_than

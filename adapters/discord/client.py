@@ -22,6 +22,7 @@ from discord import app_commands
 
 from adapters.discord import incoming as conv
 from adapters.discord.ask_about import ask_about_menu
+from adapters.discord.catch_up import CatchUp
 from adapters.discord.commands import KimiGroup, SlashHandler
 from adapters.discord.events import MessageRouter
 from adapters.discord.feedback import FeedbackButton
@@ -95,6 +96,7 @@ class KimiDiscordClient(discord.AutoShardedClient):
                          **options)
         self.config: DiscordConfig = config
         self.services = services
+        self.clock = clock
         self._identify_delay = identify_delay
         access = AccessPolicy(config.access)
         self.budgets = ChannelBudgets(limit=config.message_rate_limit, window=config.message_rate_window)
@@ -114,9 +116,10 @@ class KimiDiscordClient(discord.AutoShardedClient):
         self.tree.add_command(KimiGroup(handler, name=config.command_name, installs=installs, contexts=contexts))
         self.tree.add_command(ask_about_menu(handler, installs=installs, contexts=contexts))
         self.tree.error(self._on_command_error)
-        self._turns: set[asyncio.Task[None]] = set()
+        self._turns: set[asyncio.Task[Any]] = set()
         self.turns_finished = 0
         self._turn_done = asyncio.Condition()
+        self.catch_up = CatchUp(self)
 
     def _guard_parsers(self) -> None:
         """One gateway event discord.py cannot parse (Discord added, renamed or dropped a field) must not end
@@ -238,6 +241,12 @@ class KimiDiscordClient(discord.AutoShardedClient):
 
     async def on_ready(self) -> None:
         log.info("discord ready", extra={"guilds": len(self.guilds), "shards": self.shard_count})
+        self.catch_up.start()  # a new session: what was said while the bot was away
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """Background work that close() cancels and awaits with the turns."""
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
 
     async def wait_for_turns(self, count: int) -> None:
         """Returns once `count` delivered messages have been handled (answered, refused or ignored)."""

@@ -72,13 +72,16 @@ class MessageRouter:
             if ticket is not None and ticket.key != route.message.key:
                 self._engine.release(ticket)
                 ticket = None
-            try:
-                await self._engine.handle(route.message, route.surface, access=self._access, ticket=ticket)
-            finally:
-                await route.surface.close()
+            await self.answer(route, ticket)
         finally:
             if ticket is not None:
                 self._engine.release(ticket)
+
+    async def answer(self, route: Route, ticket: Ticket | None = None) -> None:
+        try:
+            await self._engine.handle(route.message, route.surface, access=self._access, ticket=ticket)
+        finally:
+            await route.surface.close()
 
     async def route(self, message: discord.Message, me: discord.ClientUser) -> Route | None:
         author = message.author
