@@ -7,15 +7,18 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from bot.config import Config, ConfigError
 from bot.engine import Engine
 from bot.kimi import KimiClient
 from bot.leases import TurnKeeper
-from bot.tools.mcp import McpServers
 from bot.tools.registry import ToolConfigError, ToolRegistry, ToolSpec
 from storage.retry import RetryPolicy
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from bot.tools.mcp import McpServers
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,11 @@ async def build_services(config: Config) -> Services:
     kimi = kimi_client(config, api_key)
     engine = Engine(config=config, store=store, kimi=kimi, tools=tools)
     await engine.models.refresh()  # a default the account lacks is reported now, once, not at every message
-    mcp = McpServers(config.tools.mcp, tools)
-    await mcp.start()  # each server connected or reported down before the first question
+    mcp = None
+    if config.tools.mcp:
+        # The MCP SDK and its dependencies cost ~25 MB per process: loaded only when servers are configured.
+        from bot.tools.mcp import McpServers
+
+        mcp = McpServers(config.tools.mcp, tools)
+        await mcp.start()  # each server connected or reported down before the first question
     return Services(config=config, store=store, kimi=kimi, tools=tools, engine=engine, mcp=mcp)
