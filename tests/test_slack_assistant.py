@@ -108,9 +108,9 @@ async def test_a_workspace_without_the_agent_surface_gets_plain_dm_threads(kimi:
     async with FakeSlack(time_scale=20.0, options=WebOptions(agent_app=False)) as fake:
         bot = await start_bot(fake, kimi, store, assistant=ASSISTANT)
         try:
-            for text in ("first question", "second question"):
+            for n, text in enumerate(("first question", "second question"), start=1):
                 await fake.send_mention(bot.url, fake.dm_alice, fake.alice, text)
-            await bot.settle(2)
+                await bot.settle(n)  # one after the other: two first questions at once would both ask
         finally:
             await bot.close()
         assert len(fake.calls_to("assistant.threads.setTitle")) == 1  # refused once, then not asked again
