@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from adapters.discord.client import KimiDiscordClient
 from storage.store import Rating, Store
 from tests.discord_support import make_services, running_bot, turns
-from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord import FakeDiscord, StoredMessage
 from tests.fakes.discord_errors import component_errors
 from tests.fakes.kimi import FakeKimi
 from tests.fixtures.discord import discord_fake
@@ -18,16 +19,22 @@ def buttons(message: object) -> list[str]:
     return [b["custom_id"] for row in message.components for b in row["components"]]  # type: ignore[attr-defined]
 
 
+async def answered(fake: FakeDiscord, client: KimiDiscordClient, question: str) -> tuple[StoredMessage, int]:
+    """Mention the bot with `question`; its answer in the new thread, and that thread's id."""
+    await fake.dispatch_message(content=f"{fake.bot_user.mention} {question}")
+    await turns(client, 1)
+    [thread] = fake.threads_created
+    [answer] = fake.bot_messages(thread.thread_id)
+    return answer, thread.thread_id
+
+
 async def test_buttons_under_the_answer_store_ratings_and_a_reason(discord_fake: FakeDiscord, kimi: FakeKimi,
                                                                     store: Store) -> None:
     fake = discord_fake
     other = fake.add_user("bob")
     services = make_services(fake, kimi, store)
     async with running_bot(services, fake) as client:
-        await fake.dispatch_message(content=f"{fake.bot_user.mention} explain [[len=300]]")
-        await turns(client, 1)
-        [thread] = fake.threads_created
-        [answer] = fake.bot_messages(thread.thread_id)
+        answer, _ = await answered(fake, client, "explain [[len=300]]")
         up, down = buttons(answer)
         assert (up.rsplit(":", 2)[1], down.rsplit(":", 2)[1]) == ("up", "down")
 
@@ -57,20 +64,17 @@ async def test_a_changed_mind_replaces_the_rating_and_admins_see_the_totals(disc
     fake = discord_fake
     services = make_services(fake, kimi, store)
     async with running_bot(services, fake) as client:
-        await fake.dispatch_message(content=f"{fake.bot_user.mention} hello")
-        await turns(client, 1)
-        [thread] = fake.threads_created
-        [answer] = fake.bot_messages(thread.thread_id)
+        answer, thread_id = await answered(fake, client, "hello")
         up, down = buttons(answer)
         first = await fake.components.press(answer, down, user=fake.user)
         await fake.wait_for(lambda: fake.components.modal_of(first) is not None)
         second = await fake.components.press(answer, up, user=fake.user)  # dismissed the form, changed their mind
         await fake.wait_for(lambda: bool(second.callbacks))
-        await fake.dispatch_message(content="!usage", channel_id=thread.thread_id)
+        await fake.dispatch_message(content="!usage", channel_id=thread_id)
         await turns(client, 2)
     counts = await store.feedback_counts("discord", str(fake.guild_id))
     assert (counts.up, counts.down) == (1, 0)
-    report = fake.bot_messages(thread.thread_id)[-1].text
+    report = fake.bot_messages(thread_id)[-1].text
     assert "👍 1 · 👎 0" in report
 
 

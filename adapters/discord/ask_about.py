@@ -30,7 +30,7 @@ class AskModal(discord.ui.Modal, title="Ask Kimi about this message"):
         placeholder="What would you like to know about it?")
 
     def __init__(self, handler: SlashHandler, message: discord.Message) -> None:
-        # The interaction id keeps two open forms of one user apart.
+        # discord.py keeps one open form per user and custom id: one per message asked about.
         super().__init__(custom_id=f"kimi:ask-about:{message.id}", timeout=None)
         self._handler = handler
         self._message = message

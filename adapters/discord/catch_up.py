@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from adapters.discord.client import KimiDiscordClient
     from adapters.discord.events import Route
     from bot.scheduler import Ticket
+    from bot.types import ConversationKey
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +99,12 @@ class CatchUp:
             log.exception("answering a missed message failed", extra={"message_id": message_id})
 
     @staticmethod
-    def _channel_ids(places: list[object]) -> list[int]:
+    def _channel_ids(places: list[ConversationKey]) -> list[int]:
+        """Where those conversations' messages arrive: the channel, and the thread when it is one (a
+        conversation keyed by a mention has the mention's id there, which is its thread's id too)."""
         ids: list[int] = []
         for key in places:
-            for raw in (key.channel, key.thread):  # type: ignore[attr-defined]
+            for raw in (key.channel, key.thread):
                 if raw.isdigit() and int(raw) not in ids:
                     ids.append(int(raw))
         return ids
