@@ -14,7 +14,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+
+from bot.config_base import Section, check_url
+from bot.config_platforms import (
+    AccessConfig,
+    DiscordConfig,
+    SlackAssistantConfig,
+    SlackConfig,
+    SuggestedPrompt,
+)
+
+__all__ = ["AccessConfig", "Config", "ConfigError", "DiscordConfig", "SlackAssistantConfig", "SlackConfig",
+           "SuggestedPrompt", "load_config"]
 
 DEFAULT_CONFIG_PATH = Path("kimibot.toml")
 
@@ -39,11 +51,7 @@ class ConfigError(Exception):
     """A configuration problem, phrased as one line an operator can act on."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class ModelPrice(_Section):
+class ModelPrice(Section):
     """US dollars per million tokens."""
 
     input: float = Field(ge=0)
@@ -59,7 +67,7 @@ def _default_prices() -> dict[str, ModelPrice]:
             "kimi-k3": ModelPrice(input=3.00, cached_input=0.30, output=15.00)}
 
 
-class PricingConfig(_Section):
+class PricingConfig(Section):
     # US dollars per built-in $web_search call (documented), and per call of the search/fetch tools (the
     # documented price is CNY 0.01-0.015; this is that, rounded up).
     web_search_call: float = Field(default=0.005, ge=0)
@@ -73,7 +81,7 @@ class SearchBackend(enum.StrEnum):
     OFF = "off"
 
 
-class KimiConfig(_Section):
+class KimiConfig(Section):
     api_key: SecretStr | None = None
     base_url: str = "https://api.moonshot.ai/v1"
     # kimi-k2.5 is closed to newly registered accounts; when the account lacks the configured model, the best
@@ -100,7 +108,7 @@ class KimiConfig(_Section):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return _check_url(value)
+        return check_url(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -110,7 +118,7 @@ class KimiConfig(_Section):
         return data
 
 
-class ContextConfig(_Section):
+class ContextConfig(Section):
     # 0 means: the model's window minus the output budget.
     max_prompt_tokens: int = Field(default=0, ge=0)
     summarize: bool = True
@@ -125,7 +133,7 @@ class ContextConfig(_Section):
     max_file_chars: int = Field(default=100_000, ge=1000)
 
 
-class BotConfig(_Section):
+class BotConfig(Section):
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     busy_policy: Literal["queue", "restart"] = "queue"
     max_queued: int = Field(default=5, ge=1)
@@ -136,7 +144,7 @@ class BotConfig(_Section):
     feedback_buttons: bool = True
 
 
-class ImageConfig(_Section):
+class ImageConfig(Section):
     max_side: int = Field(default=2048, ge=64)
     max_input_bytes: int = Field(default=25_000_000, ge=1024)
     max_output_bytes: int = Field(default=4_000_000, ge=10_000)
@@ -145,7 +153,7 @@ class ImageConfig(_Section):
     parallel: int = Field(default=2, ge=1, le=32)
 
 
-class VideoConfig(_Section):
+class VideoConfig(Section):
     # Kimi takes files up to 100 MB (reference §5.1); larger videos are refused before they are downloaded.
     max_bytes: int = Field(default=100_000_000, ge=1024, le=100_000_000)
     # Up to this size a video rides inline in the request (base64); larger ones are uploaded to Kimi's file
@@ -154,7 +162,7 @@ class VideoConfig(_Section):
     max_per_message: int = Field(default=2, ge=0, le=10)
 
 
-class ToolEntry(_Section):
+class ToolEntry(Section):
     path: str
     timeout: float = Field(default=30.0, gt=0)
     max_output_chars: int = Field(default=16_000, ge=100)
@@ -166,7 +174,7 @@ class McpTransport(enum.StrEnum):
     HTTP = "http"  # streamable HTTP
 
 
-class McpServerEntry(_Section):
+class McpServerEntry(Section):
     """An MCP server whose tools are offered to Kimi beside the Python ones."""
 
     # Prefixes its tools' names (`<name>_<tool>`), so two servers' tools cannot collide.
@@ -198,7 +206,7 @@ def _default_tools() -> list[ToolEntry]:
     ]
 
 
-class ToolsConfig(_Section):
+class ToolsConfig(Section):
     custom: list[ToolEntry] = Field(default_factory=_default_tools)
     mcp: list[McpServerEntry] = Field(default_factory=list)
 
@@ -210,121 +218,7 @@ class ToolsConfig(_Section):
         return self
 
 
-class AccessConfig(_Section):
-    """Who may talk to the bot. Empty allow lists allow everyone; an empty admin list makes everyone an admin."""
-
-    allow_workspaces: list[str] = Field(default_factory=list)
-    allow_channels: list[str] = Field(default_factory=list)
-    allow_users: list[str] = Field(default_factory=list)
-    allow_roles: list[str] = Field(default_factory=list)
-    block_users: list[str] = Field(default_factory=list)
-    admins: list[str] = Field(default_factory=list)
-    allow_dms: bool = True
-    ignore_bots: bool = True
-
-
-class SuggestedPrompt(_Section):
-    title: str = Field(min_length=1, max_length=75)
-    message: str = Field(min_length=1, max_length=2000)
-
-
-DEFAULT_PROMPTS = [
-    SuggestedPrompt(title="Explain a screenshot", message="What does the error in this screenshot mean?"),
-    SuggestedPrompt(title="Search the web", message="What changed in the latest release of "),
-    SuggestedPrompt(title="Draft a message", message="Help me write a short, friendly announcement about "),
-]
-DEFAULT_LOADING = ["Reading your question…", "Thinking it through…", "Checking what I know…",
-                   "Putting the answer together…"]
-
-
-class SlackAssistantConfig(_Section):
-    """Slack's agent surface: the app in the top bar and split view, each conversation its own thread."""
-
-    enabled: bool = True
-    # Offered when a user opens a new conversation with the app (at most 4 are shown).
-    suggested_prompts: list[SuggestedPrompt] = Field(default_factory=lambda: list(DEFAULT_PROMPTS), max_length=4)
-    # Rotated under the app's name while Kimi works (Slack shows at most 10).
-    loading_messages: list[str] = Field(default_factory=lambda: list(DEFAULT_LOADING), max_length=10)
-    # Stream answers in assistant conversations natively, with Slack's Stop button (falls back to edits).
-    streaming: Literal["edit", "native"] = "native"
-
-
-class SlackConfig(_Section):
-    enabled: bool | None = None  # None: on when a bot token is set
-    bot_token: SecretStr | None = None
-    app_token: SecretStr | None = None
-    signing_secret: SecretStr | None = None
-    api_url: str = "https://slack.com/api/"
-    mode: Literal["socket", "http"] = "socket"
-    http_host: str = "0.0.0.0"
-    http_port: int = Field(default=3000, ge=1, le=65535)
-    slash_command: str = "/kimi"
-    reply_in: Literal["thread", "channel"] = "thread"
-    streaming: Literal["edit", "native"] = "edit"
-    # "markdown": send Kimi's Markdown as markdown_text; "mrkdwn": convert to classic mrkdwn text.
-    text_format: Literal["markdown", "mrkdwn"] = "markdown"
-    # Longer answers continue in new thread messages (chat.update refuses text over 4,000 characters).
-    max_message_chars: int = Field(default=3900, ge=500, le=4000)
-    # Multiplies Slack's documented per-minute limits the write scheduler plans with (raise only if granted).
-    rate_scale: float = Field(default=1.0, gt=0)
-    # When first mentioned in a thread: its first message and most recent ones, up to this many, are read once.
-    backfill_limit: int = Field(default=200, ge=1, le=1000)
-    # An answer the workspace's chat.update allowance cannot stream: "paragraphs" posts each finished
-    # paragraph as a thread message as it is written; "whole" posts the complete answer once at the end.
-    overflow: Literal["paragraphs", "whole"] = "paragraphs"
-    # Each top-level direct message starts its own conversation, answered in its thread (as Slack's agent view
-    # shows them); false keeps one running conversation per DM.
-    dm_threads: bool = True
-    assistant: SlackAssistantConfig = Field(default_factory=SlackAssistantConfig)
-    access: AccessConfig = Field(default_factory=AccessConfig)
-
-    @field_validator("api_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _check_url(value)
-
-    @property
-    def active(self) -> bool:
-        return self.bot_token is not None if self.enabled is None else self.enabled
-
-
-class DiscordConfig(_Section):
-    enabled: bool | None = None  # None: on when a token is set
-    token: SecretStr | None = None
-    api_url: str = "https://discord.com/api/v10"
-    gateway_url: str = "wss://gateway.discord.gg"
-    reply_in: Literal["thread", "channel"] = "thread"
-    sync_guilds: list[int] = Field(default_factory=list)
-    shard_ids: list[int] | None = None
-    shard_count: int | None = Field(default=None, ge=1)
-    # The slash-command group: /kimi ask, /kimi reset, ...
-    command_name: str = Field(default="kimi", pattern=r"^[-_a-z0-9]{1,32}$")
-    # Offer /kimi and "Ask Kimi" to people who install the app to their own account (any DM or group DM).
-    user_install: bool = True
-    # After downtime (a new gateway session), answer what was missed in the channels asked in within this many
-    # minutes (0: off), reading at most `catch_up_channels` channels and answering at most `catch_up_max`.
-    catch_up_minutes: int = Field(default=60, ge=0, le=7 * 24 * 60)
-    catch_up_channels: int = Field(default=50, ge=1, le=500)
-    catch_up_max: int = Field(default=20, ge=0, le=500)
-    thread_archive_minutes: Literal[60, 1440, 4320, 10080] = 1440
-    # Discord's per-channel message bucket (sends and edits share it); answers are paced to stay inside it.
-    message_rate_limit: int = Field(default=5, ge=3)
-    message_rate_window: float = Field(default=5.0, gt=0)
-    # Earlier messages read once when the bot is mentioned in a thread it has not seen.
-    backfill_limit: int = Field(default=50, ge=0, le=500)
-    access: AccessConfig = Field(default_factory=AccessConfig)
-
-    @field_validator("api_url", "gateway_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _check_url(value)
-
-    @property
-    def active(self) -> bool:
-        return self.token is not None if self.enabled is None else self.enabled
-
-
-class TurnsConfig(_Section):
+class TurnsConfig(Section):
     """How acknowledged questions survive crashes, deploys and busy databases."""
 
     # A process holds each turn it works on for lease_seconds, renewed every third of it; a turn whose holder
@@ -340,7 +234,7 @@ class TurnsConfig(_Section):
     intake_retry_seconds: float = Field(default=600.0, gt=0)
 
 
-class StorageConfig(_Section):
+class StorageConfig(Section):
     url: str = "sqlite:///./kimibot.db"
     # Each database operation retries a busy (locked) or unreachable database for this long.
     retry_seconds: float = Field(default=30.0, ge=0)
@@ -353,12 +247,12 @@ class StorageConfig(_Section):
         return value
 
 
-class LoggingConfig(_Section):
+class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
 
 
-class Config(_Section):
+class Config(Section):
     kimi: KimiConfig = Field(default_factory=KimiConfig)
     bot: BotConfig = Field(default_factory=BotConfig)
     context: ContextConfig = Field(default_factory=ContextConfig)
@@ -375,12 +269,6 @@ class Config(_Section):
         if self.kimi.api_key is None or not self.kimi.api_key.get_secret_value():
             raise ConfigError("kimi.api_key: not set; export MOONSHOT_API_KEY=<your key from platform.kimi.ai>")
         return self.kimi.api_key.get_secret_value()
-
-
-def _check_url(value: str) -> str:
-    if not value.startswith(("http://", "https://", "ws://", "wss://")):
-        raise ValueError("must start with http://, https://, ws:// or wss://")
-    return value
 
 
 def _env_value(raw: str) -> Any:
