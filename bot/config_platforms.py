@@ -32,6 +32,9 @@ DEFAULT_PROMPTS = [
     SuggestedPrompt(title="Search the web", message="What changed in the latest release of "),
     SuggestedPrompt(title="Draft a message", message="Help me write a short, friendly announcement about "),
 ]
+DEFAULT_CHANNEL_PROMPTS = [
+    SuggestedPrompt(title="About this channel", message="What is {channel} for, going by its name?"),
+]
 DEFAULT_LOADING = ["Reading your question…", "Thinking it through…", "Checking what I know…",
                    "Putting the answer together…"]
 
@@ -42,6 +45,9 @@ class SlackAssistantConfig(Section):
     enabled: bool = True
     # Offered when a user opens a new conversation with the app (at most 4 are shown).
     suggested_prompts: list[SuggestedPrompt] = Field(default_factory=lambda: list(DEFAULT_PROMPTS), max_length=4)
+    # Offered first when the conversation is opened beside a channel; `{channel}` names that channel.
+    channel_prompts: list[SuggestedPrompt] = Field(default_factory=lambda: list(DEFAULT_CHANNEL_PROMPTS),
+                                                   max_length=4)
     # Rotated under the app's name while Kimi works (Slack shows at most 10).
     loading_messages: list[str] = Field(default_factory=lambda: list(DEFAULT_LOADING), max_length=10)
     # Stream answers in assistant conversations natively, with Slack's Stop button (falls back to edits).

@@ -122,6 +122,7 @@ async def test_app_home_shows_usage_to_everyone_and_feedback_to_admins(fast_slac
     [user_view] = fake.views.home[fake.bob]
     admin, user = home_text(admin_view), home_text(user_view)
     assert "You, this month:* 1 call" in admin and "You, this month:* no Kimi calls" in user
+    assert "model `kimi-k2.6`, thinking off" in user
     assert "Everyone, this month:* 1 call" in admin and f"<#{fake.general}>" in admin
     assert "👍 0 · 👎 1" in admin and "“too vague”" in admin and f"<@{fake.bob}>" in admin
     assert "Everyone" not in user and "too vague" not in user

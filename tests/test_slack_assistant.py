@@ -35,7 +35,10 @@ async def test_a_conversation_from_the_top_bar_is_prompted_titled_and_streamed(f
         await fake.send_event(bot.url, started)
         root = started["assistant_thread"]["thread_ts"]
         await until(lambda: (fake.dm_alice, root) in fake.assistant.prompts, what="suggested prompts")
-        assert fake.assistant.prompts[(fake.dm_alice, root)] == PROMPTS
+        # Opened beside #general: the channel prompt (naming it) comes first.
+        assert fake.assistant.prompts[(fake.dm_alice, root)] == [
+            {"title": "About this channel", "message": f"What is <#{fake.general}> for, going by its name?"},
+            *PROMPTS]
         await fake.send_event(bot.url, in_thread(fake, "Explain this error [[len=700]]", root))
         await bot.settle(2)
         await fake.send_event(bot.url, in_thread(fake, "and shorter?", root))

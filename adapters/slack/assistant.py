@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_TITLE = 80
+MAX_PROMPTS = 4  # Slack shows at most four
 # Errors meaning "this workspace has no agent surface": asking again cannot help.
 UNSUPPORTED = frozenset({"not_agent_app", "missing_scope", "not_allowed_token_type", "unknown_method",
                          "feature_not_enabled"})
@@ -82,8 +83,20 @@ class SlackAssistant:
         team = str(body.get("team_id") or "")
         if not self._config.enabled or not self.prompts or team in self._unsupported:
             return
-        if await self._budget(team):
-            await self._call(team, "prompts", set_suggested_prompts(prompts=self.prompts))
+        thread = payload.get("assistant_thread") if isinstance(payload.get("assistant_thread"), dict) else {}
+        context = thread.get("context") if isinstance(thread.get("context"), dict) else {}
+        prompts = self.prompts_for(context.get("channel_id"))
+        if prompts and await self._budget(team):
+            await self._call(team, "prompts", set_suggested_prompts(prompts=prompts))
+
+    def prompts_for(self, channel: object) -> list[dict[str, str]]:
+        """The configured prompts; opened beside a channel (Slack gives it as the thread's context), the channel
+        prompts first, naming it (`{channel}` becomes a reference Kimi reads as the channel's name)."""
+        if not isinstance(channel, str) or not channel.startswith(("C", "G")):
+            return self.prompts[:MAX_PROMPTS]
+        named = [{"title": p.title, "message": p.message.replace("{channel}", f"<#{channel}>")}
+                 for p in self._config.channel_prompts]
+        return [*named, *self.prompts][:MAX_PROMPTS]
 
     async def _ignore(self) -> None:
         return None

@@ -65,9 +65,16 @@ class AppHome:
         adapter = self._adapter
         command = adapter.config.slash_command
         mine = await self._store.usage_summary(platform=PLATFORM, workspace=team, user=user, since=since)
+        services = adapter.services
+        defaults = (f"*New conversations:* model `{services.engine.models.default}`, thinking "
+                    f"{'on' if services.config.kimi.thinking else 'off'}"
+                    f"{', a usage line under each answer' if services.config.bot.usage_footer else ''}. "
+                    f"Each conversation (a thread, or a DM) can change its own with `model`, `think` and `system`; "
+                    f"a channel's admins can set its defaults with `channel`.")
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": "Kimi in Slack"}},
             _section(format_summary("You, this month", mine)),
+            _section(defaults),
             _section(f"*How to ask:* mention me in a channel or thread, message me here, or use `{command}`. "
                      f"In a conversation: `reset`, `model`, `think on|off`, `system`, `usage`, `stop`, `help` "
                      f"(as `{command} <command>` or `!<command>` in a thread). Rate answers with 👍/👎."),
