@@ -86,7 +86,7 @@ class Bench:
             f'[logging]\nlevel = "WARNING"\n'
             f'[slack]\nmode = "http"\nhttp_host = "127.0.0.1"\nhttp_port = {port}\napi_url = "{self.fake.base_url}"\n'
             f'streaming = "{self.args.streaming}"\n'
-            f'[discord]\nenabled = false\n')
+            f'[discord]\nenabled = false\n[ops]\nport = 0\n')
         env = {**os.environ, "SLACK_BOT_TOKEN": self.fake.bot_token, "SLACK_SIGNING_SECRET": "fake-signing-secret",
                "MOONSHOT_API_KEY": "sk-test"}
         self.process = await asyncio.create_subprocess_exec(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,7 @@ from bot.continuation import asks_to_continue, continuation_request, cut_note
 from bot.conversation_lease import ConversationLeases
 from bot.intake import persist
 from bot.kimi import ChatRequest, Completion, KimiClient, KimiError, ToolCall
+from bot.metrics import Metrics
 from bot.models import ModelCatalog
 from bot.publisher import StreamPublisher
 from bot.runner import ToolLoop
@@ -122,8 +124,9 @@ class _Recorder:
 class Answer:
     def __init__(self, *, config: Config, store: Store, kimi: KimiClient, tools: ToolRegistry,
                  attachments: AttachmentProcessor, compactor: Compactor, leases: ConversationLeases,
-                 models: ModelCatalog, clock: Callable[[], datetime]) -> None:
+                 models: ModelCatalog, clock: Callable[[], datetime], metrics: Metrics) -> None:
         self.config = config
+        self._metrics = metrics
         self.store = store
         self._leases = leases
         self._models = models
@@ -154,7 +157,9 @@ class Answer:
         await publisher.start(status)
         attempt = _Attempt(work, publisher)
         try:
-            return await self._answer(attempt)
+            outcome = await self._answer(attempt)
+            self._observe(work, publisher, outcome)
+            return outcome
         except asyncio.CancelledError:
             await asyncio.shield(self._interrupted(attempt))
             raise
@@ -295,6 +300,27 @@ class Answer:
         room = self._models.context_window(model) - prompt
         return max(256, min(self.config.kimi.max_output_tokens, room))
 
+    def _observe(self, work: TurnWork, publisher: StreamPublisher, outcome: TurnOutcome) -> None:
+        """Latency of a complete answer, counted from the question's arrival (its turn's creation)."""
+        if outcome.status != "complete":
+            return
+        final = max(0.0, (self._clock() - work.turn.created_at).total_seconds())
+        platform = work.message.platform
+        self._metrics.final_text.labels(platform).observe(final)
+        if publisher.first_text_at is not None:
+            self._metrics.first_text.labels(platform).observe(
+                max(0.0, final - (time.monotonic() - publisher.first_text_at)))
+
+    def _count(self, record: UsageRecord) -> None:
+        metrics = self._metrics
+        if record.model != SEARCH_TOOLS_MODEL:
+            metrics.kimi_calls.labels(record.model).inc()
+        metrics.tokens.labels("prompt").inc(record.prompt_tokens)
+        metrics.tokens.labels("cached").inc(record.cached_tokens)
+        metrics.tokens.labels("completion").inc(record.completion_tokens)
+        metrics.searches.inc(record.web_search_calls)
+        metrics.cost.inc(record.cost_usd)
+
     async def record_usage(self, conversation: Conversation, message: IncomingMessage,
                            completion: Completion) -> None:
         record = UsageRecord(
@@ -304,6 +330,7 @@ class Answer:
             web_search_calls=web_search_calls(completion), cost_usd=cost_usd(self.config.kimi.pricing, completion),
             latency_ms=completion.latency_ms,
         )
+        self._count(record)
         await self._bookkeep(lambda: self.store.record_usage(record), "usage", None)
 
     async def record_search_calls(self, conversation: Conversation, message: IncomingMessage, calls: int) -> None:
@@ -311,6 +338,7 @@ class Answer:
             conversation_id=conversation.id, platform=message.platform, workspace=message.workspace,
             user=message.user, model=SEARCH_TOOLS_MODEL, prompt_tokens=0, cached_tokens=0, completion_tokens=0,
             web_search_calls=calls, cost_usd=calls * self.config.kimi.pricing.search_tool_call, latency_ms=0)
+        self._count(record)
         await self._bookkeep(lambda: self.store.record_usage(record), "usage", None)
 
     async def _failed(self, attempt: _Attempt, user_text: str, kind: str) -> TurnOutcome:

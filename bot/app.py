@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 
 from bot.config import Config, ConfigError
 from bot.engine import Engine
+from bot.health import Health
 from bot.kimi import KimiClient
 from bot.leases import TurnKeeper
 from bot.tools.registry import ToolConfigError, ToolRegistry, ToolSpec
+from storage.db import describe_failure
 from storage.retry import RetryPolicy
 from storage.store import Store
 
@@ -33,6 +35,11 @@ class Services:
     mcp: McpServers | None = None
     keeper: TurnKeeper | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
+    # /healthz and /readyz: adapters report their connection here.
+    health: Health = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.health = Health(self.store, lambda: self.engine.draining)
 
     async def maintain(self, every: float = 3600.0, keep_events: timedelta = timedelta(days=7)) -> None:
         """Housekeeping while the bot runs: dedupe keys are needed for retries and replays, not forever."""
@@ -99,9 +106,10 @@ async def build_services(config: Config) -> Services:
     api_key = config.require_kimi_key()
     tools = load_tools(config)
     try:
-        store = await Store.open(config.storage.url, retry=RetryPolicy(window=config.storage.retry_seconds))
+        store = await Store.open(config.storage.url, retry=RetryPolicy(window=config.storage.retry_seconds),
+                                 wait=config.storage.wait_seconds)
     except Exception as exc:  # the driver's own errors name the problem (file permissions, unreachable host)
-        raise ConfigError(f"storage.url: cannot open the database: {type(exc).__name__}: {exc}") from exc
+        raise ConfigError(f"storage.url: {describe_failure(config.storage.url, exc)}") from None
     kimi = kimi_client(config, api_key)
     engine = Engine(config=config, store=store, kimi=kimi, tools=tools)
     await engine.models.refresh()  # a default the account lacks is reported now, once, not at every message

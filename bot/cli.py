@@ -8,6 +8,7 @@ import importlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, default=None,
                         help="TOML config file (default: ./kimibot.toml if present)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("run", help="start every configured platform (Slack, Discord)")
+    run = commands.add_parser("run", help="start every configured platform (Slack, Discord)")
+    run.add_argument("--on-config-error", choices=["exit", "wait"], default="exit",
+                     help="after a configuration error: exit 2 (default), or say it once and wait for a stop "
+                          "signal (containers: no restart loop repeating the same error)")
     chat = commands.add_parser("chat", help="talk to Kimi from the terminal")
     chat.add_argument("--session", default="default", help="conversation name (default: default)")
     commands.add_parser("migrate", help="apply database migrations and exit")
@@ -42,9 +46,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _migrate(config: Config) -> int:
-    from storage.db import migrate
+    from storage.db import describe_failure, make_engine, migrate_when_up
 
-    await migrate(config.storage.url)
+    url = config.storage.url
+    try:
+        engine = make_engine(url)
+    except Exception as exc:  # a driver that is not installed, a URL the driver cannot read
+        raise ConfigError(f"storage.url: {describe_failure(url, exc)}") from None
+    try:
+        await migrate_when_up(engine, config.storage.wait_seconds)
+    except Exception as exc:
+        raise ConfigError(f"storage.url: {describe_failure(url, exc)}") from None
+    finally:
+        await engine.dispose()
     print("kimibot: database is up to date")
     return 0
 
@@ -62,11 +76,17 @@ async def _run(config: Config) -> int:
             raise ConfigError(f"{name}: this version of kimibot cannot run {name} yet; "
                               f"set [{name}] enabled = false") from None
     from bot.app import build_services
+    from bot.ops_server import start_ops_server
     from bot.supervisor import supervise
 
     services = await build_services(config)
     log.info("kimibot starting", extra={"platforms": active, "version": __version__,
                                         "replica": services.engine.replica.id})
+    try:
+        ops = await start_ops_server(config.ops, services.health, services.engine.metrics)
+    except ConfigError:
+        await services.aclose()
+        raise
     stopping = asyncio.Event()
     _on_signals(stopping)
     services.start_background()
@@ -83,6 +103,8 @@ async def _run(config: Config) -> int:
                 await asyncio.gather(*platforms, return_exceptions=True)
                 raise
     finally:
+        if ops is not None:
+            await ops.cleanup()
         await services.aclose()
     log.info("kimibot stopped")
     return 0
@@ -114,6 +136,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 2
+    code = _main(args)
+    if code == 2 and args.command == "run" and args.on_config_error == "wait":
+        _wait_for_stop()
+    return code
+
+
+def _wait_for_stop() -> None:
+    """A restart cannot fix a configuration: stay (unhealthy: no /healthz) until stopped, instead of exiting
+    into a restart loop that repeats the same error."""
+    print("kimibot: waiting for a stop signal; fix the configuration, then restart the container",
+          file=sys.stderr, flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(3600):
+        pass
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         # The terminal chat keeps the screen for the conversation: only warnings go to stderr there.

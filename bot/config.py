@@ -238,6 +238,8 @@ class StorageConfig(Section):
     url: str = "sqlite:///./kimibot.db"
     # Each database operation retries a busy (locked) or unreachable database for this long.
     retry_seconds: float = Field(default=30.0, ge=0)
+    # At start, a PostgreSQL server that is not up yet (a container starting beside kimibot) is waited for this long.
+    wait_seconds: float = Field(default=60.0, ge=0)
 
     @field_validator("url")
     @classmethod
@@ -252,6 +254,14 @@ class LoggingConfig(Section):
     format: Literal["json", "text"] = "json"
 
 
+class OpsConfig(Section):
+    """The operator's endpoint (/healthz, /readyz, /metrics), in every mode."""
+
+    host: str = "0.0.0.0"
+    # 0 turns the endpoint off.
+    port: int = Field(default=9090, ge=0, le=65535)
+
+
 class Config(Section):
     kimi: KimiConfig = Field(default_factory=KimiConfig)
     bot: BotConfig = Field(default_factory=BotConfig)
@@ -264,6 +274,7 @@ class Config(Section):
     slack: SlackConfig = Field(default_factory=SlackConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    ops: OpsConfig = Field(default_factory=OpsConfig)
 
     def require_kimi_key(self) -> str:
         if self.kimi.api_key is None or not self.kimi.api_key.get_secret_value():
@@ -320,7 +331,9 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     """Read the TOML file (if any) and the environment; raise ConfigError with one clear line."""
     env = os.environ if env is None else env
     explicit = path is not None
-    path = path if path is not None else DEFAULT_CONFIG_PATH
+    # KIMIBOT_CONFIG names the file where no --config is given (the container looks in /etc/kimibot); like
+    # ./kimibot.toml, it is read when present, so a deployment configured by the environment alone still starts.
+    path = path if path is not None else Path(env.get("KIMIBOT_CONFIG") or DEFAULT_CONFIG_PATH)
     data: dict[str, Any] = {}
     source = "defaults and environment"
     if path.exists():

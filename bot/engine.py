@@ -24,6 +24,7 @@ from bot.context import utc_now
 from bot.conversation_lease import ConversationLeases
 from bot.intake import Intake, IntakeLost
 from bot.kimi import Completion, KimiClient
+from bot.metrics import Metrics
 from bot.models import ModelCatalog
 from bot.replica import Replica
 from bot.scheduler import Ticket, TurnScheduler
@@ -56,8 +57,9 @@ EXPIRED_NOTICE = ("I was restarted and could not get back to this question in ti
 class Engine:
     def __init__(self, *, config: Config, store: Store, kimi: KimiClient, tools: ToolRegistry,
                  scheduler: TurnScheduler | None = None, clock: Callable[[], datetime] = utc_now,
-                 replica: Replica | None = None) -> None:
+                 replica: Replica | None = None, metrics: Metrics | None = None) -> None:
         self._config = config
+        self.metrics = metrics or Metrics()
         self._store = store
         self._clock = clock
         self.replica = replica or Replica.here()
@@ -69,7 +71,9 @@ class Engine:
         self.compactor = Compactor(config=config, store=store, kimi=kimi, models=self.models,
                                    summarizer=Summarizer(kimi, store, self._record_usage))
         self._answer = Answer(config=config, store=store, kimi=kimi, tools=tools, attachments=attachments,
-                              compactor=self.compactor, leases=self._leases, models=self.models, clock=clock)
+                              compactor=self.compactor, leases=self._leases, models=self.models, clock=clock,
+                              metrics=self.metrics)
+        self.metrics.track_queue(self._scheduler.waiting_total)
         self.channels = ChannelDefaults(store)
         self._commands = CommandHandler(config=config, store=store, kimi=kimi, scheduler=self._scheduler,
                                         models=self.models, channels=self.channels)
@@ -145,6 +149,7 @@ class Engine:
         self._works[work.turn.id] = work
         try:
             outcome = await self._scheduler.run(ticket, lambda: self._answer.run(work))
+            self.metrics.answers.labels(work.message.platform, outcome.status if outcome else "stopped").inc()
         finally:
             self._works.pop(work.turn.id, None)
             if work.started and not self._scheduler.waiting(work.message.key) and not self.draining:
@@ -214,6 +219,7 @@ class Engine:
                 return
             log.info("resuming an unfinished turn", extra={"turn": turn.id, "platform": turn.platform,
                                                           "attempt": turn.attempts})
+            self.metrics.resumed.inc()
             async with resumer.surface_for(turn) as surface:
                 message = message_from_record(turn, resumer.attachments_for(turn))
                 await self._run(ticket, TurnWork(turn, message, surface, resumed=True))

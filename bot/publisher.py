@@ -100,6 +100,7 @@ class StreamPublisher:
         self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._done = False
+        self.first_text_at: float | None = None  # time.monotonic() of the first write that showed answer text
 
     # -- the token loop's side: never blocks ----------------------------------------------------------
 
@@ -366,6 +367,8 @@ class StreamPublisher:
             log.debug("reply write failure detail", exc_info=True)
             return _Result.FAILED
         self._last_write = self._clock()
+        if self.first_text_at is None and action.kind != "status" and action.view.upto > 0:
+            self.first_text_at = time.monotonic()  # for metrics: real time, whatever clock paces the writes
         return _Result.OK
 
     async def _report_messages(self) -> None:

@@ -128,6 +128,10 @@ class TurnScheduler:
         for slot in self._slots.values():
             slot.generation += 1
 
+    def waiting_total(self) -> int:
+        """Questions queued behind a running answer, over every conversation."""
+        return sum(len(slot.queue) - (1 if slot.running is not None else 0) for slot in self._slots.values())
+
     def running(self, keys: set[ConversationKey] | None = None) -> list[asyncio.Task[object]]:
         return [slot.running for key, slot in self._slots.items()
                 if slot.running is not None and (keys is None or key in keys)]

@@ -27,6 +27,11 @@ class StoreBase:
     async def close(self) -> None:
         await self._engine.dispose()
 
+    async def ping(self) -> None:
+        """One round trip to the database, not retried (readiness checks want the answer now)."""
+        async with self._engine.connect() as connection:
+            await connection.exec_driver_sql("SELECT 1")
+
     @property
     def engine(self) -> AsyncEngine:
         return self._engine

@@ -8,9 +8,12 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from storage.retry import RetryPolicy, StoreUnavailable, call_with_retry
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,38 @@ async def _take_migration_lock(conn: AsyncConnection) -> None:
         # pysqlite would otherwise run DDL outside any transaction; an IMMEDIATE transaction takes the write
         # lock up front, so a second migrator waits (busy_timeout) and then sees the schema at head.
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def safe_url(url: str) -> str:
+    """The URL as an operator may see it in a log or an error: the password hidden."""
+    try:
+        return make_url(normalize_url(url)).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can read: say nothing of it beyond its scheme
+        return url.split(":", 1)[0] + ":…"
+
+
+def describe_failure(url: str, error: BaseException) -> str:
+    """One line: which database, and what its driver said (SQLAlchemy's own wrapping and SQL left out)."""
+    cause: BaseException = error
+    while isinstance(cause, StoreUnavailable | sa_exc.DBAPIError):
+        inner = getattr(cause, "orig", None) or cause.__cause__
+        if inner is None:
+            break
+        cause = inner
+    detail = " ".join(str(cause).split()) or cause.__class__.__name__
+    if isinstance(cause, ModuleNotFoundError) and cause.name == "asyncpg":
+        detail += "; PostgreSQL needs the postgres extra: pip install 'kimibot[postgres]'"
+    return f"cannot open the database at {safe_url(url)}: {type(cause).__name__}: {detail[:300]}"
+
+
+async def migrate_when_up(engine: AsyncEngine, wait: float) -> None:
+    """migrate(), waiting up to `wait` seconds for a PostgreSQL server that is not up yet (a container
+    started beside it). A SQLite file is local: waiting cannot help it, so its errors come at once."""
+    if wait <= 0 or engine.dialect.name != "postgresql":
+        await migrate(engine)
+        return
+    await call_with_retry(lambda: migrate(engine), policy=RetryPolicy(window=wait, max_delay=5.0),
+                          what="connect to the database")
 
 
 async def migrate(url_or_engine: str | AsyncEngine) -> None:

@@ -85,7 +85,7 @@ def retrying_methods(cls: type[T]) -> type[T]:
     """Class decorator: every public coroutine method retries transient database errors under
     `self.retry_policy`. One mechanism for the whole store, so no caller can forget it."""
     for name, member in inspect.getmembers(cls, inspect.iscoroutinefunction):
-        if name.startswith("_") or name in {"close", "open"}:
+        if name.startswith("_") or name in {"close", "open", "ping"}:
             continue
         setattr(cls, name, _wrap(member, name))
     return cls

@@ -66,12 +66,14 @@ class Store(TurnOps, ConversationOps, ChannelOps, MessageOps, EventOps, Attachme
     seconds, then raises StoreUnavailable (storage/retry.py)."""
 
     @classmethod
-    async def open(cls, url: str, *, migrate: bool = True, retry: RetryPolicy | None = None) -> Store:
-        """Connect (and by default migrate to the newest schema); the caller closes the store."""
+    async def open(cls, url: str, *, migrate: bool = True, retry: RetryPolicy | None = None,
+                   wait: float = 0.0) -> Store:
+        """Connect (and by default migrate to the newest schema); the caller closes the store. A PostgreSQL
+        server still starting (or not yet reachable) is waited for up to `wait` seconds."""
         engine: AsyncEngine = db.make_engine(url)
         try:
             if migrate:
-                await db.migrate(engine)
+                await db.migrate_when_up(engine, wait)
         except BaseException:
             await engine.dispose()
             raise

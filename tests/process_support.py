@@ -43,6 +43,7 @@ def bot_environment(slack: FakeSlack, kimi: FakeKimi, db_url: str, port: int, **
         "KIMIBOT_SLACK__HTTP_HOST": "127.0.0.1", "KIMIBOT_SLACK__HTTP_PORT": str(port),
         "KIMIBOT_BOT__EDIT_INTERVAL": "0.2", "KIMIBOT_LOGGING__FORMAT": "json",
         "KIMIBOT_TURNS__SWEEP_SECONDS": "0.5", "KIMIBOT_TURNS__LEASE_SECONDS": "3",
+        "KIMIBOT_OPS__HOST": "127.0.0.1", "KIMIBOT_OPS__PORT": str(free_port()),
         "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
     })
     for key, value in settings.items():
@@ -65,6 +66,11 @@ class BotProcess:
     @property
     def events_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/slack/events"
+
+    @property
+    def ops_url(self) -> str:
+        """The operator's endpoint: /healthz, /readyz, /metrics."""
+        return f"http://127.0.0.1:{self.env['KIMIBOT_OPS__PORT']}"
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(

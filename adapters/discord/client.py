@@ -135,6 +135,7 @@ class KimiDiscordClient(discord.AutoShardedClient):
                     parse(data)
                 except Exception as error:
                     self.skipped_events += 1
+                    self.services.engine.metrics.rejected.labels(conv.PLATFORM, "unparseable").inc()
                     ids = {k: data.get(k) for k in ("id", "channel_id", "guild_id")} if isinstance(data, dict) else {}
                     log.error("discord event skipped: discord.py could not parse it", extra={
                         "event": event, **{k: str(v) for k, v in ids.items() if v is not None},

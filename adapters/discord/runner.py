@@ -27,6 +27,7 @@ async def serve(services: Services, stopping: asyncio.Event, **client_options: o
         raise ConfigError("discord.token: not set; export DISCORD_TOKEN=<the bot token from the developer portal>")
     with discord_endpoints(config.api_url, config.gateway_url):
         client = KimiDiscordClient(services, **client_options)  # type: ignore[arg-type]
+        services.health.platform("discord", lambda: client.is_ready() and not client.is_closed())
         async with client:
             running = asyncio.create_task(_start(client, config.token.get_secret_value()), name="discord-start")
             stop = asyncio.create_task(stopping.wait(), name="discord-stopping")
@@ -38,6 +39,7 @@ async def serve(services: Services, stopping: asyncio.Event, **client_options: o
                 await client.stop_intake()
                 await services.engine.drain(services.config.turns.shutdown_grace_seconds)
             finally:
+                services.health.forget("discord")
                 stop.cancel()
                 await client.close()
                 with contextlib.suppress(asyncio.CancelledError):

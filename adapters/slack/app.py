@@ -69,7 +69,9 @@ class SlackAdapter:
         self.app = AsyncApp(client=self.client, signing_secret=secret, request_verification_enabled=secret is not None,
                             logger=logging.getLogger("slack_bolt"))
         # HTTP mode needs the signing secret (runner.check_config); Socket Mode connections are authenticated.
-        self.gate = RequestGate(secret) if secret else None
+        metrics = services.engine.metrics
+        self.gate = RequestGate(secret, on_refused=lambda status: metrics.rejected.labels(PLATFORM, str(status)).inc()
+                                ) if secret else None
         base = limits or SlackLimits()
         if cfg.rate_scale != 1.0:
             base = SlackLimits(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
@@ -80,6 +82,7 @@ class SlackAdapter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.deliveries = 0  # listener invocations, for health checks and tests that wait on them
         self.draining = False
+        self.connected = False  # listening (HTTP) or connected (Socket Mode): for /readyz
         self.resumer = SlackResumer(self)
         self.commands = SlashCommands(self)
         self.names = SlackNames(self.client, self._lookup_budgets)
@@ -184,7 +187,8 @@ class SlackAdapter:
                             streaming=helper.streaming if helper else cfg.streaming, text_format=cfg.text_format,
                             max_chars=cfg.max_message_chars, overflow=cfg.overflow, assistant=helper is not None,
                             loading_messages=helper.loading_messages if helper else (), stops=self.assistant.stops,
-                            stop_turn=lambda: self.services.engine.stop_conversation(key))
+                            stop_turn=lambda: self.services.engine.stop_conversation(key),
+                            metrics=self.services.engine.metrics)
 
     # -- events ---------------------------------------------------------------------------------------
 

@@ -33,9 +33,11 @@ class Admitted:
 
 
 class RequestGate:
-    def __init__(self, signing_secret: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, signing_secret: str, *, clock: Callable[[], float] = time.time,
+                 on_refused: Callable[[int], object] | None = None) -> None:
         self._secret = signing_secret.encode()
         self._clock = clock
+        self._on_refused = on_refused
         self.rejected: Counter[str] = Counter()
 
     def _sign(self, timestamp: str, raw: bytes) -> bytes:
@@ -72,6 +74,8 @@ class RequestGate:
     def refuse(self, request: web.Request, status: int, reason: str, *, level: int = logging.INFO,
                 size: int | None = None) -> web.Response:
         self.rejected[reason] += 1
+        if self._on_refused is not None:
+            self._on_refused(status)
         log.log(level, "slack request rejected", extra={
             "reason": reason, "status": status, "path": request.path, "remote": request.remote,
             "bytes": size if size is not None else request.content_length,

@@ -61,11 +61,13 @@ async def serve(services: Services, stopping: asyncio.Event, *, limits: SlackLim
     try:
         await preflight(adapter)
         services.engine.register_resumer(PLATFORM, adapter.resumer)
+        services.health.platform(PLATFORM, lambda: adapter.connected and not adapter.draining)
         if cfg.mode == "http":
             await _serve_http(adapter, stopping)
         else:
             await _serve_socket(adapter, stopping)
     finally:
+        services.health.forget(PLATFORM)
         services.engine.unregister_resumer(PLATFORM, adapter.resumer)
         await adapter.aclose()
 
@@ -76,6 +78,7 @@ async def _serve_http(adapter: SlackAdapter, stopping: asyncio.Event) -> None:
     await runner.setup()
     try:
         await web.TCPSite(runner, cfg.http_host, cfg.http_port).start()
+        adapter.connected = True
         log.info("slack listening", extra={"mode": "http", "host": cfg.http_host, "port": cfg.http_port})
         await stopping.wait()
         # /healthz now answers 503 so the load balancer sends elsewhere; events that still arrive are stored
@@ -97,6 +100,7 @@ async def _serve_socket(adapter: SlackAdapter, stopping: asyncio.Event) -> None:
     closed = False
     try:
         await handler.connect_async()
+        adapter.connected = True
         log.info("slack connected", extra={"mode": "socket"})
         await stopping.wait()
         # Closing the socket first makes Slack send new events to the app's other connections.

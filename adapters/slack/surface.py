@@ -29,6 +29,7 @@ from adapters.slack.errors import error_code, retry_after_of
 
 if TYPE_CHECKING:
     from adapters.slack.assistant import StopButtons
+    from bot.metrics import Metrics
 from adapters.slack.limits import Allowances
 from adapters.slack.render import feedback_block, message_fields
 from bot.budget import TokenBucketBudget
@@ -150,7 +151,7 @@ class SlackSurface:
                  team_id: str, recipient: str | None, streaming: str = "edit", text_format: str = "markdown",
                  max_chars: int = 3900, placeholder: str = "…", overflow: str = "paragraphs",
                  assistant: bool = False, loading_messages: Sequence[str] = (), stops: StopButtons | None = None,
-                 stop_turn: Callable[[], object] | None = None) -> None:
+                 stop_turn: Callable[[], object] | None = None, metrics: Metrics | None = None) -> None:
         self.client = client
         self.allowances = allowances
         self.channel = channel
@@ -168,6 +169,7 @@ class SlackSurface:
         self.loading_messages = list(loading_messages)
         self._stops = stops if assistant else None
         self._stop_turn = stop_turn
+        self._metrics = metrics
         self.lane: str | None = None
         self.next_post = "plain"
         self.reserved = False
@@ -227,6 +229,8 @@ class SlackSurface:
 
     def _count(self, method: str) -> None:
         self.writes[method] = self.writes.get(method, 0) + 1
+        if self._metrics is not None:
+            self._metrics.writes.labels("slack", method).inc()
 
     async def _call(self, method: str, budget: TokenBucketBudget, **kwargs: Any) -> Any:
         self._count(method)
@@ -235,6 +239,8 @@ class SlackSurface:
         except SlackApiError as error:
             retry_after = retry_after_of(error)
             if retry_after is not None:
+                if self._metrics is not None:
+                    self._metrics.rate_limited.labels("slack", method).inc()
                 budget.penalize(retry_after)
                 raise RateLimited(retry_after) from None
             raise
