@@ -11,6 +11,7 @@ from bot.channel_commands import ChannelCommand
 from bot.config import Config, SearchBackend
 from bot.feedback import FeedbackBook
 from bot.kimi import KimiClient
+from bot.limits import SpendingLimits
 from bot.models import ModelCatalog
 from bot.scheduler import TurnScheduler
 from bot.settings import MAX_SYSTEM_PROMPT, ChannelDefaults, Effective, effective
@@ -18,8 +19,8 @@ from bot.types import IncomingMessage
 from bot.usage import format_summary
 from storage.store import Store
 
-NAMES = ("reset", "model", "think", "system", "usage", "stop", "help", "channel")
-ALIASES = {"thinking": "think", "new": "reset", "clear": "reset", "cancel": "stop", "cost": "usage"}
+NAMES = ("reset", "model", "think", "system", "usage", "stop", "help", "channel", "limits")
+ALIASES = {"thinking": "think", "new": "reset", "clear": "reset", "cancel": "stop", "cost": "usage", "limit": "limits"}
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
 
@@ -56,6 +57,7 @@ def help_text(prefix: str) -> str:
         f"• `{p}system [text|reset]`: show or set this conversation's system prompt (admins)",
         f"• `{p}usage`: tokens and cost for this conversation, for you, and for this workspace",
         f"• `{p}channel [setting value]`: this channel's defaults (prompt, model, think, footer; admins set them)",
+        f"• `{p}limits`: spending limits and what has been spent (admins lift them: `{p}limits lift ...`)",
         f"• `{p}stop`: stop the answer being written",
         f"• `{p}help`: this list",
     ])
@@ -63,13 +65,14 @@ def help_text(prefix: str) -> str:
 
 class CommandHandler:
     def __init__(self, *, config: Config, store: Store, kimi: KimiClient, scheduler: TurnScheduler,
-                 models: ModelCatalog, channels: ChannelDefaults) -> None:
+                 models: ModelCatalog, channels: ChannelDefaults, limits: SpendingLimits) -> None:
         self._config = config
         self._store = store
         self._kimi = kimi
         self._scheduler = scheduler
         self._models = models
         self._channel = ChannelCommand(config=config, store=store, models=models, channels=channels)
+        self._limits = limits
 
     async def run(self, message: IncomingMessage, command: Command, access: AccessPolicy,
                   prefix: str = "!") -> str:
@@ -80,6 +83,8 @@ class CommandHandler:
             return "Stopped." if self._scheduler.cancel(key) else "Nothing is being written right now."
         if command.name == "channel":
             return await self._channel.run(message, command.args, access, prefix)
+        if command.name == "limits":
+            return await self._limits.command(message, command.args, access, prefix)
         conversation = await self._store.get_or_create_conversation(key)
         if command.name == "reset":
             self._scheduler.cancel(key)

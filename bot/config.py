@@ -254,6 +254,32 @@ class LoggingConfig(Section):
     format: Literal["json", "text"] = "json"
 
 
+class LimitScope(enum.StrEnum):
+    USER = "user"
+    CHANNEL = "channel"
+    WORKSPACE = "workspace"
+
+
+class LimitPeriod(enum.StrEnum):
+    DAY = "day"
+    MONTH = "month"
+
+
+class SpendingLimit(Section):
+    """A cap on what one user, channel or workspace may spend per UTC day or month, in dollars or tokens."""
+
+    scope: LimitScope
+    period: LimitPeriod
+    usd: float | None = Field(default=None, gt=0)
+    tokens: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> SpendingLimit:
+        if (self.usd is None) == (self.tokens is None):
+            raise ValueError("give exactly one of usd or tokens")
+        return self
+
+
 class OpsConfig(Section):
     """The operator's endpoint (/healthz, /readyz, /metrics), in every mode."""
 
@@ -275,6 +301,8 @@ class Config(Section):
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     ops: OpsConfig = Field(default_factory=OpsConfig)
+    # Checked before every Kimi call; a question over a limit gets a reply naming it and when it resets.
+    limits: list[SpendingLimit] = Field(default_factory=list)
 
     def require_kimi_key(self) -> str:
         if self.kimi.api_key is None or not self.kimi.api_key.get_secret_value():

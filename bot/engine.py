@@ -24,6 +24,7 @@ from bot.context import utc_now
 from bot.conversation_lease import ConversationLeases
 from bot.intake import Intake, IntakeLost
 from bot.kimi import Completion, KimiClient
+from bot.limits import SpendingLimits
 from bot.metrics import Metrics
 from bot.models import ModelCatalog
 from bot.replica import Replica
@@ -75,8 +76,9 @@ class Engine:
                               metrics=self.metrics)
         self.metrics.track_queue(self._scheduler.waiting_total)
         self.channels = ChannelDefaults(store)
+        self.limits = SpendingLimits(store, config.limits, clock=clock)
         self._commands = CommandHandler(config=config, store=store, kimi=kimi, scheduler=self._scheduler,
-                                        models=self.models, channels=self.channels)
+                                        models=self.models, channels=self.channels, limits=self.limits)
         self._intake = Intake(store, config.turns, self.replica)
         self._works: dict[int, TurnWork] = {}
         self._resumers: dict[str, TurnResumer] = {}
@@ -130,6 +132,9 @@ class Engine:
                      "Please shorten it, or attach it as a text file.")
         elif command is None and ticket.ahead > self._scheduler.max_queued:
             reply = QUEUE_FULL
+        elif command is None and self.limits.active:
+            # Before the question becomes a turn: over a limit, nothing is asked of Kimi.
+            reply = await self.limits.refusal(message, prefix)
         if reply is not None or command is not None:
             self._scheduler.release(ticket)
             if not await self._intake.claim_keys(message, keys):

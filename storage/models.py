@@ -219,6 +219,22 @@ class UsageRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class LimitLiftRow(Base):
+    """An admin lifted the spending limits of one scope (user, channel or workspace) until `until`."""
+
+    __tablename__ = "limit_lifts"
+    __table_args__ = (UniqueConstraint("platform", "workspace", "scope", "subject"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(PLATFORM_LENGTH))
+    workspace: Mapped[str] = mapped_column(String(ID_LENGTH))
+    scope: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(ID_LENGTH))
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
+    lifted_by: Mapped[str] = mapped_column(String(ID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class FeedbackRow(Base):
     """A user's rating of one answer (a turn): one row per turn and user, changed when they change their mind."""
 

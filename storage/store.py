@@ -16,6 +16,7 @@ from storage.channels import ChannelOps
 from storage.conversations import ConversationOps
 from storage.events import EventOps
 from storage.feedback import FeedbackOps
+from storage.limits import LimitOps
 from storage.messages import MessageOps
 from storage.records import (
     UNSET,
@@ -61,7 +62,7 @@ __all__ = [
 
 @retrying_methods
 class Store(TurnOps, ConversationOps, ChannelOps, MessageOps, EventOps, AttachmentOps, UsageOps,
-            FeedbackOps):
+            FeedbackOps, LimitOps):
     """Every public method retries busy-database and lost-connection errors for `retry_policy.window`
     seconds, then raises StoreUnavailable (storage/retry.py)."""
 

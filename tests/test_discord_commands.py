@@ -25,7 +25,7 @@ async def test_commands_are_synced_as_one_group(discord_fake: FakeDiscord, kimi:
     for command in (group, menu):  # installable to servers and to people's accounts, usable in DMs and groups
         assert sorted(command["integration_types"]) == [0, 1] and sorted(command["contexts"]) == [0, 1, 2]
     names = {option["name"] for option in group["options"]}
-    assert names == {"ask", "reset", "model", "think", "system", "usage", "stop", "help", "channel"}
+    assert names == {"ask", "reset", "model", "think", "system", "usage", "stop", "help", "channel", "limits"}
     ask = next(o for o in group["options"] if o["name"] == "ask")
     assert [(o["name"], o["type"], o.get("required", False)) for o in ask["options"]] == [
         ("prompt", 3, True), ("image", 11, False)]

@@ -17,7 +17,7 @@ from storage.db import alembic_config, make_engine, migrate, normalize_url
 from storage.models import Base
 
 TABLES = {"conversations", "messages", "attachments", "processed_events", "message_refs", "usage", "turns",
-          "channel_settings", "feedback"}
+          "channel_settings", "feedback", "limit_lifts"}
 
 
 def _schema_diff(connection: Connection, metadata: MetaData = Base.metadata) -> list[Any]:

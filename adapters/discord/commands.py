@@ -146,6 +146,15 @@ class KimiGroup(app_commands.Group):
                       value: app_commands.Range[str, 1, PROMPT_MAX] | None = None) -> None:
         await self.handler.command(interaction, "channel", " ".join(part for part in (setting, value) if part))
 
+    @app_commands.command(name="limits", description="Spending limits; admins lift or restore them")
+    @app_commands.describe(action="lift or restore (admins); leave empty to see the limits",
+                           scope="Whose limits", user="The user, for scope user")
+    async def limits(self, interaction: discord.Interaction, action: Literal["lift", "restore"] | None = None,
+                     scope: Literal["user", "channel", "workspace"] | None = None,
+                     user: discord.User | None = None) -> None:
+        args = " ".join(part for part in (action, scope, str(user.id) if user else None) if part)
+        await self.handler.command(interaction, "limits", args, private=True)
+
     @app_commands.command(name="stop", description="Stop the answer being written here")
     async def stop(self, interaction: discord.Interaction) -> None:
         await self.handler.command(interaction, "stop")

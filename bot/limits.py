@@ -1,0 +1,126 @@
+"""Spending limits, checked before every question: a user, channel or workspace over its daily or monthly cap
+gets a reply naming the limit and when it resets, and no Kimi call. Admins see them (`limits`) and lift one
+scope's limits for the rest of the month (`limits lift user <id>|channel|workspace`, `limits restore ...`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from bot.access import AccessPolicy
+from bot.config import LimitPeriod, LimitScope, SpendingLimit
+from bot.context import utc_now
+from bot.types import IncomingMessage
+from storage.store import Store
+
+WHOSE = {LimitScope.USER: "You have", LimitScope.CHANNEL: "This channel has",
+         LimitScope.WORKSPACE: "This workspace has"}
+
+
+def period_bounds(now: datetime, period: LimitPeriod) -> tuple[datetime, datetime]:
+    """The current UTC day or month: when it began and when it resets."""
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period is LimitPeriod.DAY:
+        return day, day + timedelta(days=1)
+    start = day.replace(day=1)
+    return start, (start + timedelta(days=32)).replace(day=1)
+
+
+def _amount(limit: SpendingLimit, value: float) -> str:
+    if limit.usd is None:
+        return f"{int(value):,} tokens"
+    return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.6f}"
+
+
+def _until(reset: datetime, now: datetime) -> str:
+    left = reset - now
+    hours, minutes = divmod(int(left.total_seconds()) // 60, 60)
+    when = reset.strftime("%H:%M UTC") if left < timedelta(days=1) else reset.strftime("%Y-%m-%d %H:%M UTC")
+    return f"{when}, in {hours} h {minutes} min" if hours < 48 else when
+
+
+class SpendingLimits:
+    def __init__(self, store: Store, limits: Sequence[SpendingLimit], *,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        self._store = store
+        self._limits = list(limits)
+        self._clock = clock
+
+    @property
+    def active(self) -> bool:
+        return bool(self._limits)
+
+    @staticmethod
+    def _subject(message: IncomingMessage, scope: LimitScope) -> str:
+        return {LimitScope.USER: message.user, LimitScope.CHANNEL: message.channel,
+                LimitScope.WORKSPACE: message.workspace}[scope]
+
+    async def _use(self, message: IncomingMessage, limit: SpendingLimit, now: datetime) -> tuple[float, datetime]:
+        start, reset = period_bounds(now, limit.period)
+        usd, tokens = await self._store.spent(
+            message.platform, message.workspace, since=start,
+            user=message.user if limit.scope is LimitScope.USER else None,
+            channel=message.channel if limit.scope is LimitScope.CHANNEL else None)
+        return (usd if limit.usd is not None else tokens), reset
+
+    async def refusal(self, message: IncomingMessage, prefix: str = "!") -> str | None:
+        """Why `message` may not be answered now, or None."""
+        now = self._clock()
+        lifted: dict[LimitScope, bool] = {}
+        for limit in self._limits:
+            if limit.scope not in lifted:
+                lifted[limit.scope] = await self._store.lifted_until(
+                    message.platform, message.workspace, limit.scope.value,
+                    self._subject(message, limit.scope)) is not None
+            if lifted[limit.scope]:
+                continue
+            used, reset = await self._use(message, limit, now)
+            cap = limit.usd if limit.usd is not None else float(limit.tokens or 0)
+            if used >= cap:
+                return (f"{WHOSE[limit.scope]} reached the {'daily' if limit.period is LimitPeriod.DAY else 'monthly'}"
+                        f" Kimi spending limit of {_amount(limit, cap)} ({_amount(limit, used)} used). It resets at "
+                        f"{_until(reset, now)}. An admin can lift it with `{prefix}limits lift {limit.scope.value}"
+                        f"{' <user id>' if limit.scope is LimitScope.USER else ''}`.")
+        return None
+
+    async def describe(self, message: IncomingMessage) -> str:
+        if not self._limits:
+            return "No spending limits are configured (`[[limits]]` in kimibot.toml)."
+        now = self._clock()
+        lines = ["*Spending limits* (UTC days and months):"]
+        for limit in self._limits:
+            used, _ = await self._use(message, limit, now)
+            cap = limit.usd if limit.usd is not None else float(limit.tokens or 0)
+            lifted = await self._store.lifted_until(message.platform, message.workspace, limit.scope.value,
+                                                    self._subject(message, limit.scope))
+            note = f" (lifted until {lifted:%Y-%m-%d %H:%M} UTC)" if lifted else ""
+            whose = {LimitScope.USER: "you", LimitScope.CHANNEL: "this channel",
+                     LimitScope.WORKSPACE: "this workspace"}[limit.scope]
+            lines.append(f"• per {limit.scope.value} per {limit.period.value}: {_amount(limit, cap)}; {whose}: "
+                         f"{_amount(limit, used)}{note}")
+        return "\n".join(lines)
+
+    async def command(self, message: IncomingMessage, args: str, access: AccessPolicy, prefix: str) -> str:
+        words = args.split()
+        if not words:
+            return await self.describe(message)
+        action = words[0].lower()
+        if action not in ("lift", "restore") or len(words) < 2:
+            return (f"`{prefix}limits` shows the limits; admins: `{prefix}limits lift user <id>|channel|workspace`"
+                    f" (until the month ends), `{prefix}limits restore ...`.")
+        if not access.is_admin(message):
+            return "Only admins can lift or restore spending limits."
+        try:
+            scope = LimitScope(words[1].lower())
+        except ValueError:
+            return "Which limits? `user <id>`, `channel` (this one) or `workspace`."
+        if scope is LimitScope.USER and len(words) < 3:
+            return f"Whose? `{prefix}limits {action} user <user id>`."
+        subject = words[2].strip("<@>") if scope is LimitScope.USER else self._subject(message, scope)
+        if action == "restore":
+            done = await self._store.restore_limits(message.platform, message.workspace, scope.value, subject)
+            return "Limits restored." if done else "Those limits were not lifted."
+        until = period_bounds(self._clock(), LimitPeriod.MONTH)[1]
+        await self._store.lift_limits(message.platform, message.workspace, scope.value, subject, until=until,
+                                      lifted_by=message.user)
+        return f"Spending limits for that {scope.value} are lifted until {until:%Y-%m-%d} 00:00 UTC."
