@@ -134,7 +134,7 @@ class Engine:
             reply = QUEUE_FULL
         elif command is None and self.limits.active:
             # Before the question becomes a turn: over a limit, nothing is asked of Kimi.
-            reply = await self.limits.refusal(message, prefix)
+            reply = await self.limits.checked_refusal(message, prefix)
         if reply is not None or command is not None:
             self._scheduler.release(ticket)
             if not await self._intake.claim_keys(message, keys):

@@ -4,6 +4,7 @@ scope's limits for the rest of the month (`limits lift user <id>|channel|workspa
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,8 @@ from bot.config import LimitPeriod, LimitScope, SpendingLimit
 from bot.context import utc_now
 from bot.types import IncomingMessage
 from storage.store import Store
+
+log = logging.getLogger(__name__)
 
 WHOSE = {LimitScope.USER: "You have", LimitScope.CHANNEL: "This channel has",
          LimitScope.WORKSPACE: "This workspace has"}
@@ -62,6 +65,15 @@ class SpendingLimits:
             user=message.user if limit.scope is LimitScope.USER else None,
             channel=message.channel if limit.scope is LimitScope.CHANNEL else None)
         return (usd if limit.usd is not None else tokens), reset
+
+    async def checked_refusal(self, message: IncomingMessage, prefix: str = "!") -> str | None:
+        """refusal(), except that a database that cannot say what was spent does not cost the question: it is
+        answered (a limit is a guard on spending, not a reason to lose what was asked), and the operator is told."""
+        try:
+            return await self.refusal(message, prefix)
+        except Exception as error:
+            log.warning("spending limits not checked; answering anyway", extra={"error": type(error).__name__})
+            return None
 
     async def refusal(self, message: IncomingMessage, prefix: str = "!") -> str | None:
         """Why `message` may not be answered now, or None."""

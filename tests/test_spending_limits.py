@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.access import AccessPolicy
-from bot.config import AccessConfig, ConfigError, LimitPeriod, load_config
-from bot.limits import period_bounds
-from storage.store import Store
+from bot.config import AccessConfig, ConfigError, LimitPeriod, LimitScope, SpendingLimit, load_config
+from bot.limits import SpendingLimits, period_bounds
+from bot.types import IncomingMessage
+from storage.store import Store, StoreUnavailable
 from tests.fakes.kimi import FakeKimi
 from tests.fixtures.engine import build_harness
 
@@ -86,3 +87,23 @@ def test_a_limit_in_two_units_is_a_config_error_naming_it(tmp_path: object) -> N
     path.write_text('[[limits]]\nscope = "user"\nperiod = "day"\nusd = 1.0\ntokens = 5\n')
     with pytest.raises(ConfigError, match=r"limits\.0"):
         load_config(path, env={})
+
+
+class UnreachableSpend:
+    """A store whose usage cannot be read (the database is down past its retry window)."""
+
+    async def lifted_until(self, *args: object) -> None:
+        return None
+
+    async def spent(self, *args: object, **kwargs: object) -> tuple[float, int]:
+        raise StoreUnavailable("spent: OperationalError")
+
+
+async def test_a_database_that_cannot_say_what_was_spent_does_not_cost_the_question(
+        caplog: pytest.LogCaptureFixture) -> None:
+    limits = SpendingLimits(UnreachableSpend(), [SpendingLimit(scope=LimitScope.USER, period=LimitPeriod.DAY,  # type: ignore[arg-type]
+                                                               usd=CHEAP)])
+    message = IncomingMessage(platform="test", workspace="W1", channel="C1", thread="t", message_id="m1", user="U1",
+                              text="hello")
+    assert await limits.checked_refusal(message) is None
+    assert "spending limits not checked; answering anyway" in caplog.text
