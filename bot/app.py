@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from bot.budget import LocalBudgets
+from bot.budget_source import BudgetSource, budget_source
 from bot.config import Config, ConfigError
 from bot.engine import Engine
 from bot.health import Health
@@ -32,6 +34,8 @@ class Services:
     kimi: KimiClient
     tools: ToolRegistry
     engine: Engine
+    # Write budgets for the platforms' limits: in this process, or shared by every replica through Redis.
+    budgets: BudgetSource = field(default_factory=lambda: BudgetSource(LocalBudgets()))
     mcp: McpServers | None = None
     keeper: TurnKeeper | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -39,7 +43,8 @@ class Services:
     health: Health = field(init=False)
 
     def __post_init__(self) -> None:
-        self.health = Health(self.store, lambda: self.engine.draining)
+        self.health = Health(self.store, lambda: self.engine.draining,
+                             redis=self.budgets.ping if self.budgets.shared else None)
 
     async def maintain(self, every: float = 3600.0, keep_events: timedelta = timedelta(days=7)) -> None:
         """Housekeeping while the bot runs: dedupe keys are needed for retries and replays, not forever."""
@@ -65,6 +70,7 @@ class Services:
         self._background = [asyncio.create_task(self.maintain(), name="kimibot-maintenance"),
                             asyncio.create_task(self.keeper.run(), name="kimibot-turn-leases"),
                             asyncio.create_task(self.refresh_models(), name="kimibot-models")]
+        self.budgets.start()
 
     async def stop_background(self) -> None:
         tasks, self._background = self._background, []
@@ -77,6 +83,7 @@ class Services:
     async def aclose(self) -> None:
         await self.stop_background()
         await self.engine.shutdown()
+        await self.budgets.aclose()
         if self.mcp is not None:
             await self.mcp.aclose()
         await self.kimi.aclose()
@@ -112,6 +119,7 @@ async def build_services(config: Config) -> Services:
         raise ConfigError(f"storage.url: {describe_failure(config.storage.url, exc)}") from None
     kimi = kimi_client(config, api_key)
     engine = Engine(config=config, store=store, kimi=kimi, tools=tools)
+    budgets = budget_source(config.redis, member=engine.replica.id, metrics=engine.metrics)
     await engine.models.refresh()  # a default the account lacks is reported now, once, not at every message
     mcp = None
     if config.tools.mcp:
@@ -120,4 +128,4 @@ async def build_services(config: Config) -> Services:
 
         mcp = McpServers(config.tools.mcp, tools)
         await mcp.start()  # each server connected or reported down before the first question
-    return Services(config=config, store=store, kimi=kimi, tools=tools, engine=engine, mcp=mcp)
+    return Services(config=config, store=store, kimi=kimi, tools=tools, engine=engine, budgets=budgets, mcp=mcp)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 # A waiter that finds the bucket short recomputes after at least this long, so float rounding and timers
 # that fire a hair early cannot turn into a busy loop.
@@ -26,6 +26,54 @@ class _Waiter:
     def __init__(self, final: bool) -> None:
         self.final = final
         self.wake = asyncio.Event()
+
+
+class WaitQueue:
+    """Writers waiting for one bucket: finals before interim writes, each kind in arrival order; only the
+    head of the queue tries the bucket, so nobody is overtaken and a busy bucket is not polled by everyone."""
+
+    def __init__(self) -> None:
+        self._final: deque[_Waiter] = deque()
+        self._interim: deque[_Waiter] = deque()
+
+    def __len__(self) -> int:
+        return len(self._final) + len(self._interim)
+
+    def ahead(self, final: bool) -> int:
+        """Waiters a new writer of this kind would have to let go first."""
+        return len(self._final) if final else len(self)
+
+    async def serve(self, final: bool, take: Callable[[], Awaitable[bool]], wait: Callable[[], float]) -> None:
+        """Queue until `take()` succeeds at the head; `wait()` says how long the head sleeps after a miss."""
+        waiter = _Waiter(final)
+        queue = self._final if final else self._interim
+        queue.append(waiter)
+        try:
+            while True:
+                waiter.wake.clear()
+                if not self._is_head(waiter):
+                    await waiter.wake.wait()
+                    continue
+                if await take():
+                    return
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(wait(), _MIN_WAIT)):
+                        await waiter.wake.wait()
+        finally:
+            queue.remove(waiter)
+            self.wake_heads()
+
+    def wake_heads(self) -> None:
+        """Let the head re-check now (a penalty, a token returned, a waiter gone)."""
+        if self._final:
+            self._final[0].wake.set()
+        elif self._interim:
+            self._interim[0].wake.set()
+
+    def _is_head(self, waiter: _Waiter) -> bool:
+        if waiter.final:
+            return self._final[0] is waiter
+        return not self._final and self._interim[0] is waiter
 
 
 class TokenBucketBudget:
@@ -50,44 +98,28 @@ class TokenBucketBudget:
         self._tokens = float(burst)
         self._stamp = clock()
         self._blocked_until = float("-inf")
-        self._final_waiters: deque[_Waiter] = deque()
-        self._interim_waiters: deque[_Waiter] = deque()
+        self._queue = WaitQueue()
 
-    def try_acquire(self, *, final: bool = False) -> bool:
-        if self._waiters_ahead(final):
-            return False
-        return self._take(final, self._clock())
+    async def try_acquire(self, *, final: bool = False) -> bool:
+        return not self._queue.ahead(final) and self._take(final, self._clock())
 
     async def acquire(self, *, final: bool = False) -> None:
-        if self.try_acquire(final=final):
+        if await self.try_acquire(final=final):
             return
-        waiter = _Waiter(final)
-        queue = self._final_waiters if final else self._interim_waiters
-        queue.append(waiter)
-        try:
-            while True:
-                waiter.wake.clear()
-                if not self._is_head(waiter):
-                    await waiter.wake.wait()
-                    continue
-                now = self._clock()
-                if self._take(final, now):
-                    return
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._shortfall(final, now)):
-                        await waiter.wake.wait()
-        finally:
-            queue.remove(waiter)
-            self._wake_heads()
 
-    def penalize(self, retry_after: float) -> None:
+        async def take() -> bool:
+            return self._take(final, self._clock())
+
+        await self._queue.serve(final, take, lambda: self._shortfall(final, self._clock()))
+
+    async def penalize(self, retry_after: float) -> None:
         now = self._clock()
         self._refill(now)
         self._blocked_until = max(self._blocked_until, now + max(0.0, retry_after))
         # The platform's own bucket is empty after a 429; ours restarts from empty too, or the first burst
         # after the penalty would trip it again.
         self._tokens = 0.0
-        self._wake_heads()
+        self._queue.wake_heads()
 
     def available(self) -> float:
         """Tokens in the bucket now (0 while a penalty lasts); schedulers use it to plan, not to take."""
@@ -97,12 +129,12 @@ class TokenBucketBudget:
 
     def waiting(self) -> int:
         """How many writers are queued in `acquire`."""
-        return len(self._final_waiters) + len(self._interim_waiters)
+        return len(self._queue)
 
     def next_available_in(self, *, final: bool = False) -> float:
         now = self._clock()
         self._refill(now)
-        ahead = self._waiters_ahead(final)
+        ahead = self._queue.ahead(final)
         if not ahead and self._can_take(final, now):
             return 0.0
         blocked = max(0.0, self._blocked_until - now)
@@ -131,25 +163,10 @@ class TokenBucketBudget:
         return True
 
     def _shortfall(self, final: bool, now: float) -> float:
+        self._refill(now)
         blocked = max(0.0, self._blocked_until - now)
         refill = max(0.0, (self._threshold(final) - self._tokens) / self.rate)
         return max(blocked, refill, _MIN_WAIT)
-
-    def _waiters_ahead(self, final: bool) -> int:
-        if final:
-            return len(self._final_waiters)
-        return len(self._final_waiters) + len(self._interim_waiters)
-
-    def _is_head(self, waiter: _Waiter) -> bool:
-        if waiter.final:
-            return self._final_waiters[0] is waiter
-        return not self._final_waiters and self._interim_waiters[0] is waiter
-
-    def _wake_heads(self) -> None:
-        if self._final_waiters:
-            self._final_waiters[0].wake.set()
-        elif self._interim_waiters:
-            self._interim_waiters[0].wake.set()
 
 
 class UnlimitedBudget:
@@ -159,7 +176,7 @@ class UnlimitedBudget:
         self._clock = clock
         self._blocked_until = float("-inf")
 
-    def try_acquire(self, *, final: bool = False) -> bool:
+    async def try_acquire(self, *, final: bool = False) -> bool:
         return self._clock() >= self._blocked_until
 
     async def acquire(self, *, final: bool = False) -> None:
@@ -168,8 +185,25 @@ class UnlimitedBudget:
             await asyncio.sleep(max(wait, _MIN_WAIT))
             await self.acquire(final=final)  # a penalty may have been extended meanwhile
 
-    def penalize(self, retry_after: float) -> None:
+    async def penalize(self, retry_after: float) -> None:
         self._blocked_until = max(self._blocked_until, self._clock() + max(0.0, retry_after))
 
     def next_available_in(self, *, final: bool = False) -> float:
         return max(0.0, self._blocked_until - self._clock())
+
+    def available(self) -> float:
+        return 0.0 if self._clock() < self._blocked_until else float("inf")
+
+    def waiting(self) -> int:
+        return 0
+
+
+class LocalBudgets:
+    """Budgets kept in this process: right for one replica (or for several, scaled by hand with rate_scale)."""
+
+    def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
+        self._clock = clock
+
+    def bucket(self, key: str, *, rate: float, burst: int, reserve: int = 0) -> TokenBucketBudget:
+        kwargs = {"clock": self._clock} if self._clock else {}
+        return TokenBucketBudget(rate=rate, burst=burst, reserve=reserve, **kwargs)

@@ -249,6 +249,30 @@ class StorageConfig(Section):
         return value
 
 
+class RedisConfig(Section):
+    """Shared write budgets: replicas (and Discord shards in separate processes) that name the same Redis share
+    every Slack and Discord limit, with no rate arithmetic. Empty: budgets are kept in this process."""
+
+    # redis://[:password@]host:6379/0 (rediss:// for TLS); the password may come from KIMIBOT_REDIS__URL.
+    url: SecretStr | None = None
+    # Keys start with this; two different bots sharing one Redis need different prefixes.
+    key_prefix: str = Field(default="kimibot", min_length=1)
+    # A Redis call slower than this counts as Redis being unreachable (budgets fall back, one warning).
+    timeout_seconds: float = Field(default=0.5, gt=0)
+    # While Redis is unreachable, it is tried again this often.
+    retry_seconds: float = Field(default=2.0, gt=0)
+    # How often each replica announces itself; one silent for three times this stops counting.
+    announce_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() and not value.get_secret_value().startswith(
+                ("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value if value is not None and value.get_secret_value() else None
+
+
 class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -301,6 +325,7 @@ class Config(Section):
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     ops: OpsConfig = Field(default_factory=OpsConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
     # Checked before every Kimi call; a question over a limit gets a reply naming it and when it resets.
     limits: list[SpendingLimit] = Field(default_factory=list)
 

@@ -356,6 +356,6 @@ async def _post_final(surface: ReplySurface, text: str, attempts: int = 5) -> st
         try:
             return await surface.post(text)
         except RateLimited as limited:
-            surface.post_budget.penalize(limited.retry_after)
+            await surface.post_budget.penalize(limited.retry_after)
     await surface.post_budget.acquire(final=True)
     return await surface.post(text)

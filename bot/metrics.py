@@ -40,6 +40,11 @@ class Metrics:
                                registry=registry)
         self.rejected = Counter("kimibot_events_rejected", "Platform requests or events refused, by reason",
                                 ["platform", "reason"], registry=registry)
+        self.budget_fallbacks = Counter("kimibot_budget_fallbacks",
+                                        "Times Redis became unreachable and write budgets fell back to this process",
+                                        registry=registry)
+        self.replicas = Gauge("kimibot_replicas", "Replicas sharing the platforms' limits, as last seen in Redis",
+                              registry=registry)
         self.queued = Gauge("kimibot_questions_waiting", "Questions waiting behind an answer in their conversation",
                             registry=registry)
 

@@ -258,7 +258,7 @@ class StreamPublisher:
                     self._dirty.clear()
                     await self._dirty.wait()
                     continue
-                wait = self._gate(action)
+                wait = await self._gate(action)
                 if wait > 0:
                     await self._sleep(wait)
                     continue
@@ -324,7 +324,7 @@ class StreamPublisher:
             self._committed_end = boundary
         return [_View(chunk.render(text), chunk.end) for chunk in self._committed]
 
-    def _gate(self, action: _Action) -> float:
+    async def _gate(self, action: _Action) -> float:
         """0 when the action may go now (its budget token is taken), else how long to wait and re-plan."""
         if action.kind == "status":
             return 0.0
@@ -335,11 +335,10 @@ class StreamPublisher:
             if remaining > 0:
                 return remaining
         budget = self._budget(action)
-        if budget.try_acquire(final=False):
+        if await budget.try_acquire(final=False):
             return 0.0
-        hint = getattr(budget, "next_available_in", None)
         # Interim updates need no millisecond precision; a floor keeps re-planning cheap while finals queue.
-        return max(hint(final=False), _MIN_POLL) if callable(hint) else _DEFAULT_POLL
+        return max(budget.next_available_in(final=False), _MIN_POLL)
 
     async def _perform(self, action: _Action) -> _Result:
         surface = self._surface
@@ -360,7 +359,7 @@ class StreamPublisher:
             log.info("reply write rate limited",
                      extra={"write": action.kind, "retry_after": limited.retry_after})
             if action.kind != "status":
-                self._budget(action).penalize(limited.retry_after)
+                await self._budget(action).penalize(limited.retry_after)
             return _Result.LIMITED
         except Exception as error:
             log.warning("reply write failed", extra={"write": action.kind, "error": type(error).__name__})

@@ -69,18 +69,35 @@ class IncomingMessage:
 class WriteBudget(Protocol):
     """A shared allowance of platform writes (e.g. one Slack workspace's chat.update tier).
 
-    Interim writes must leave `reserve` tokens for final writes so every answer's complete text lands.
+    Interim writes must leave `reserve` tokens for final writes so every answer's complete text lands. Taking
+    and penalising may talk to a store shared by replicas (Redis), so they are coroutines; the estimates
+    (`available`, `waiting`, `next_available_in`) answer from what this process last saw and never wait.
     """
 
-    def try_acquire(self, *, final: bool = False) -> bool: ...
+    async def try_acquire(self, *, final: bool = False) -> bool: ...
 
     async def acquire(self, *, final: bool = False) -> None: ...
 
-    def penalize(self, retry_after: float) -> None: ...
+    async def penalize(self, retry_after: float) -> None: ...
 
     def next_available_in(self, *, final: bool = False) -> float:
         """Seconds until a token could be granted (0 if now)."""
         ...
+
+    def available(self) -> float:
+        """Tokens in the bucket now, as far as this process knows (0 while a penalty lasts)."""
+        ...
+
+    def waiting(self) -> int:
+        """Writers of this process queued in `acquire`."""
+        ...
+
+
+class Budgets(Protocol):
+    """Makes the write budget for one rate-limit scope; the same key always names the same platform limit,
+    so replicas that share a store share the budget."""
+
+    def bucket(self, key: str, *, rate: float, burst: int, reserve: int = 0) -> WriteBudget: ...
 
 
 class RateLimited(Exception):

@@ -10,66 +10,66 @@ from bot.budget import TokenBucketBudget, UnlimitedBudget
 from tests.surface_fake import ManualClock
 
 
-def take_all(budget: TokenBucketBudget, *, final: bool = False) -> int:
+async def take_all(budget: TokenBucketBudget, *, final: bool = False) -> int:
     taken = 0
-    while budget.try_acquire(final=final):
+    while await budget.try_acquire(final=final):
         taken += 1
         assert taken < 10_000
     return taken
 
 
-def test_burst_then_refill_at_rate() -> None:
+async def test_burst_then_refill_at_rate() -> None:
     clock = ManualClock()
     budget = TokenBucketBudget(rate=2.0, burst=5, clock=clock)
-    assert take_all(budget) == 5
+    assert await take_all(budget) == 5
     assert budget.next_available_in() == pytest.approx(0.5)
     clock.advance(0.25)
-    assert not budget.try_acquire()
+    assert not await budget.try_acquire()
     clock.advance(0.25)
-    assert budget.try_acquire()
+    assert await budget.try_acquire()
     clock.advance(100)
-    assert take_all(budget) == 5  # refill is capped at the burst
+    assert await take_all(budget) == 5  # refill is capped at the burst
 
 
-def test_reserve_is_only_for_final_writes() -> None:
+async def test_reserve_is_only_for_final_writes() -> None:
     clock = ManualClock()
     budget = TokenBucketBudget(rate=1.0, burst=4, reserve=2, clock=clock)
-    assert take_all(budget) == 2  # interim writes leave the reserve alone
-    assert not budget.try_acquire()
+    assert await take_all(budget) == 2  # interim writes leave the reserve alone
+    assert not await budget.try_acquire()
     assert budget.next_available_in() == pytest.approx(1.0)
     assert budget.next_available_in(final=True) == 0.0
-    assert budget.try_acquire(final=True)
-    assert budget.try_acquire(final=True)
-    assert not budget.try_acquire(final=True)
+    assert await budget.try_acquire(final=True)
+    assert await budget.try_acquire(final=True)
+    assert not await budget.try_acquire(final=True)
     assert budget.next_available_in(final=True) == pytest.approx(1.0)
     assert budget.next_available_in() == pytest.approx(3.0)
 
 
-def test_penalize_blocks_everyone_until_retry_after() -> None:
+async def test_penalize_blocks_everyone_until_retry_after() -> None:
     clock = ManualClock()
     budget = TokenBucketBudget(rate=10.0, burst=10, reserve=1, clock=clock)
-    budget.penalize(2.0)
-    assert not budget.try_acquire()
-    assert not budget.try_acquire(final=True)
+    await budget.penalize(2.0)
+    assert not await budget.try_acquire()
+    assert not await budget.try_acquire(final=True)
     assert budget.next_available_in(final=True) == pytest.approx(2.0)
     clock.advance(1.99)
-    assert not budget.try_acquire(final=True)
+    assert not await budget.try_acquire(final=True)
     clock.advance(0.01)
-    assert budget.try_acquire(final=True)
+    assert await budget.try_acquire(final=True)
     # 2 s of refill at 10/s is capped at the burst; one went to the final, one stays in reserve.
-    assert take_all(budget) == 8
+    assert await take_all(budget) == 8
     clock.advance(100)
-    budget.penalize(0.5)
-    budget.penalize(0.1)  # a shorter penalty does not shorten the longer one
+    await budget.penalize(0.5)
+    await budget.penalize(0.1)  # a shorter penalty does not shorten the longer one
     assert budget.next_available_in() == pytest.approx(0.5)
 
 
-def test_bucket_restarts_empty_after_a_penalty() -> None:
+async def test_bucket_restarts_empty_after_a_penalty() -> None:
     clock = ManualClock()
     budget = TokenBucketBudget(rate=4.0, burst=8, clock=clock)
-    budget.penalize(0.5)
+    await budget.penalize(0.5)
     clock.advance(0.5)
-    assert take_all(budget) == 2  # 0.5 s of refill at 4/s, not the full burst
+    assert await take_all(budget) == 2  # 0.5 s of refill at 4/s, not the full burst
 
 
 def test_invalid_parameters_are_refused() -> None:
@@ -83,7 +83,7 @@ def test_invalid_parameters_are_refused() -> None:
 
 async def test_acquire_waiters_are_served_in_arrival_order() -> None:
     budget = TokenBucketBudget(rate=400.0, burst=1)
-    assert budget.try_acquire()
+    assert await budget.try_acquire()
     order: list[int] = []
 
     async def waiter(n: int) -> None:
@@ -95,14 +95,14 @@ async def test_acquire_waiters_are_served_in_arrival_order() -> None:
         tasks.append(asyncio.create_task(waiter(n)))
         await asyncio.sleep(0)  # let it queue before the next one arrives
     # A queued waiter is never overtaken by try_acquire.
-    assert not budget.try_acquire()
+    assert not await budget.try_acquire()
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert order == list(range(6))
 
 
 async def test_final_waiters_go_before_interim_waiters() -> None:
     budget = TokenBucketBudget(rate=200.0, burst=3, reserve=1)
-    assert take_all(budget, final=True) == 3
+    assert await take_all(budget, final=True) == 3
     order: list[str] = []
 
     async def waiter(name: str, final: bool) -> None:
@@ -117,14 +117,14 @@ async def test_final_waiters_go_before_interim_waiters() -> None:
     await asyncio.sleep(0)
     tasks.append(asyncio.create_task(waiter("final-2", True)))
     await asyncio.sleep(0)
-    assert not budget.try_acquire(final=True)  # final-1 and final-2 are queued first
+    assert not await budget.try_acquire(final=True)  # final-1 and final-2 are queued first
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert order == ["final-1", "final-2", "interim-1", "interim-2"]
 
 
 async def test_cancelled_waiter_leaves_the_queue() -> None:
     budget = TokenBucketBudget(rate=200.0, burst=1)
-    assert budget.try_acquire()
+    assert await budget.try_acquire()
     first = asyncio.create_task(budget.acquire())
     await asyncio.sleep(0)
     second = asyncio.create_task(budget.acquire())
@@ -137,7 +137,7 @@ async def test_cancelled_waiter_leaves_the_queue() -> None:
 async def test_acquire_waits_out_a_penalty() -> None:
     clock = ManualClock()
     budget = TokenBucketBudget(rate=1000.0, burst=5, clock=clock)
-    budget.penalize(0.02)
+    await budget.penalize(0.02)
     task = asyncio.create_task(budget.acquire(final=True))
     await asyncio.sleep(0.005)
     assert not task.done()  # the fake clock has not moved: still penalized
@@ -148,10 +148,10 @@ async def test_acquire_waits_out_a_penalty() -> None:
 async def test_unlimited_budget_grants_everything_but_honours_penalties() -> None:
     clock = ManualClock()
     budget = UnlimitedBudget(clock=clock)
-    assert all(budget.try_acquire() for _ in range(1000))
+    assert all([await budget.try_acquire() for _ in range(1000)])
     await budget.acquire(final=True)
-    budget.penalize(1.0)
-    assert not budget.try_acquire()
+    await budget.penalize(1.0)
+    assert not await budget.try_acquire()
     assert budget.next_available_in() == pytest.approx(1.0)
     clock.advance(1.0)
-    assert budget.try_acquire()
+    assert await budget.try_acquire()

@@ -24,9 +24,9 @@ class RecordingBudget(TokenBucketBudget):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.penalties: list[float] = []
 
-    def penalize(self, retry_after: float) -> None:
+    async def penalize(self, retry_after: float) -> None:
         self.penalties.append(retry_after)
-        super().penalize(retry_after)
+        await super().penalize(retry_after)
 
 
 class FlakySurface(FakeSurface):
@@ -183,7 +183,7 @@ async def test_reserve_keeps_room_for_the_final_write() -> None:
     for _ in range(20):
         await asyncio.sleep(0)
     assert [r.text for r in surface.writes] == ["…"]
-    assert not budget.try_acquire()
+    assert not await budget.try_acquire()
     await publisher.finish()  # the final edit is granted from the reserve without the clock moving
     assert surface.visible_text() == "The whole answer, written while only the reserve is left."
 

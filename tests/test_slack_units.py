@@ -5,6 +5,7 @@ from __future__ import annotations
 from adapters.slack.events import ignore_reason, parse_event, without_own_mention
 from adapters.slack.limits import Allowances, SlackLimits
 from adapters.slack.render import message_fields, to_mrkdwn
+from bot.budget import LocalBudgets
 
 
 def test_mrkdwn_conversion_keeps_code_and_converts_markup() -> None:
@@ -51,7 +52,7 @@ def test_events_are_filtered_and_cleaned() -> None:
 
 def test_lanes_admit_streams_only_while_final_writes_stay_prompt() -> None:
     limits = SlackLimits()
-    allowances = Allowances(limits)
+    allowances = Allowances(limits, LocalBudgets(), "T1")
     capacity = limits.capacity(limits.update)
     # chat.update: a reserve of 2 tokens plus 0.675/s for 2 s: three answers may show partial text at once.
     assert capacity == 3

@@ -99,7 +99,8 @@ class KimiDiscordClient(discord.AutoShardedClient):
         self.clock = clock
         self._identify_delay = identify_delay
         access = AccessPolicy(config.access)
-        self.budgets = ChannelBudgets(limit=config.message_rate_limit, window=config.message_rate_window)
+        self.budgets = ChannelBudgets(limit=config.message_rate_limit, window=config.message_rate_window,
+                                      source=services.budgets.budgets)
         self.downloads = Downloads(source="Discord")
         self.router = MessageRouter(engine=services.engine, config=config, access=access, budgets=self.budgets,
                                     downloads=self.downloads, partial_channel=self.get_partial_messageable)

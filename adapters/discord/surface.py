@@ -6,9 +6,9 @@ whole across messages. Embeds allow 4,096 characters but render narrow, in a col
 and their 6,000-character total would still force splitting.
 
 Sends and edits in one channel share one Discord bucket, so every answer in a channel draws from the same
-`TokenBucketBudget`. Its burst plus what it refills in one window never exceeds the bucket's limit, so the
-bucket is never overdrawn (no 429) and discord.py rarely has to sleep; when it does, only the publisher's
-background writer waits, never the token loop.
+budget (in this process, or in Redis for every shard and replica). Its burst plus what it refills in one
+window never exceeds the bucket's limit, so the bucket is never overdrawn (no 429) and discord.py rarely has
+to sleep; when it does, only the publisher's background writer waits, never the token loop.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from typing import Any, Protocol, TypeVar
 import discord
 
 from adapters.discord.feedback import feedback_view
-from bot.budget import TokenBucketBudget
-from bot.types import AnswerControls, PublishOptions, RateLimited, WriteBudget
+from bot.types import AnswerControls, Budgets, PublishOptions, RateLimited, WriteBudget
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +42,21 @@ T = TypeVar("T")
 class ChannelBudgets:
     """One write budget per channel (a thread is its own channel), shared by every answer written there."""
 
-    def __init__(self, *, limit: int, window: float, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, *, limit: int, window: float, source: Budgets) -> None:
         # burst + rate * window <= limit: no fixed window of the platform's bucket can see more than `limit`.
         self.burst = 2
         self.rate = (limit - self.burst) / window
-        self._clock = clock
-        self._budgets: OrderedDict[int, TokenBucketBudget] = OrderedDict()
-        # Discord's global limit (50 requests/s per bot) covers every bot-token call, and discord.py only
-        # reacts to it after a 429. Burst 20 + 30/s keeps any one second within 50.
-        kwargs = {"clock": clock} if clock else {}
-        self.global_requests = TokenBucketBudget(rate=30.0, burst=20, **kwargs)
+        self._source = source
+        self._budgets: OrderedDict[int, WriteBudget] = OrderedDict()
+        # Discord's global limit (50 requests/s per bot) covers every bot-token call of every shard, and
+        # discord.py only reacts to it after a 429. Burst 20 + 30/s keeps any one second within 50.
+        self.global_requests = source.bucket("discord:global", rate=30.0, burst=20)
 
-    def for_channel(self, channel_id: int) -> TokenBucketBudget:
+    def for_channel(self, channel_id: int) -> WriteBudget:
         budget = self._budgets.get(channel_id)
         if budget is None:
-            kwargs = {"clock": self._clock} if self._clock else {}
-            budget = TokenBucketBudget(rate=self.rate, burst=self.burst, reserve=1, **kwargs)
+            budget = self._source.bucket(f"discord:channel:{channel_id}", rate=self.rate, burst=self.burst,
+                                         reserve=1)
             self._budgets[channel_id] = budget
             while len(self._budgets) > _MAX_BUDGETS:
                 # The oldest budget has been idle longest, so it is full again: dropping it loses nothing.
@@ -218,7 +216,7 @@ class ChannelSurface:
             while True:
                 try:
                     # Typing is cosmetic: under global pressure it is skipped rather than queued.
-                    if self._budgets.global_requests.try_acquire():
+                    if await self._budgets.global_requests.try_acquire():
                         await channel.typing()
                 except discord.HTTPException as error:
                     log.debug("typing trigger failed", extra={"status": error.status})

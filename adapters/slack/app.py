@@ -41,9 +41,8 @@ from adapters.slack.resume import SlackResumer
 from adapters.slack.surface import SlackSurface
 from bot.access import AccessPolicy
 from bot.app import Services
-from bot.budget import TokenBucketBudget
 from bot.scheduler import Ticket
-from bot.types import ConversationKey
+from bot.types import ConversationKey, WriteBudget
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ class SlackAdapter:
         if cfg.rate_scale != 1.0:
             base = SlackLimits(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
                                   "time_scale": base.time_scale * cfg.rate_scale})
-        self.allowances = AllowanceRegistry(base)
+        self.allowances = AllowanceRegistry(base, services.budgets.budgets)
         self.access = AccessPolicy(cfg.access)
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -97,7 +96,7 @@ class SlackAdapter:
         self.home = AppHome(self)
         self.ask_about = AskAbout(self)
 
-    def _lookup_budgets(self, team: str) -> tuple[TokenBucketBudget, TokenBucketBudget]:
+    def _lookup_budgets(self, team: str) -> tuple[WriteBudget, WriteBudget]:
         allowances = self.allowances.for_team(team)
         return allowances.user_lookup, allowances.channel_lookup
 

@@ -131,7 +131,7 @@ class SlackAssistant:
 
     async def _budget(self, team: str) -> bool:
         # Cosmetic calls: never queued behind a busy workspace's allowance.
-        return self._adapter.allowances.for_team(team).assistant.try_acquire()
+        return await self._adapter.allowances.for_team(team).assistant.try_acquire()
 
     async def _call(self, team: str, what: str, request: Any) -> None:
         try:

@@ -55,7 +55,7 @@ class SlackFeedback:
             return
         team = (body.get("team") or {}).get("id") or entry.workspace
         budget = self._adapter.allowances.for_team(team).views
-        if not budget.try_acquire(final=True):
+        if not await budget.try_acquire(final=True):
             return  # the trigger lasts 3 s: a form that cannot open now never can; the rating is kept
         try:
             await self._adapter.client.views_open(trigger_id=trigger, view=reason_form(press.turn_id))

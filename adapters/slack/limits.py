@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.budget import TokenBucketBudget
+from bot.types import Budgets, WriteBudget
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,11 @@ class SlackLimits:
     # An answer may start streaming only if all answers already streaming can get their final write this soon.
     final_horizon: float = 2.0
 
-    def budget(self, allowance: Allowance) -> TokenBucketBudget:
+    def budget(self, budgets: Budgets, key: str, allowance: Allowance) -> WriteBudget:
         rate = allowance.per_minute / 60.0 * self.time_scale * self.margin
         # One token less than Slack's burst absorbs requests that arrive closer together than they left.
         burst = max(1, allowance.burst - 1)
-        return TokenBucketBudget(rate=rate, burst=burst, reserve=min(allowance.reserve, burst - 1))
+        return budgets.bucket(key, rate=rate, burst=burst, reserve=min(allowance.reserve, burst - 1))
 
     def capacity(self, allowance: Allowance) -> int:
         """How many final writes one allowance can make within `final_horizon` when interim writes have
@@ -72,21 +72,24 @@ class SlackLimits:
 
 
 class Allowances:
-    """One workspace's buckets, commitments and deferred stream stops; shared by all of its answers."""
+    """One workspace's buckets, commitments and deferred stream stops; shared by all of its answers (and, when
+    the budgets live in Redis, its buckets by every replica: keys name the workspace and Slack method)."""
 
-    def __init__(self, limits: SlackLimits) -> None:
+    def __init__(self, limits: SlackLimits, budgets: Budgets, team: str) -> None:
         self.limits = limits
-        self.update = limits.budget(limits.update)
-        self.start = limits.budget(limits.stream_start)
-        self.stop = limits.budget(limits.stream_stop)
-        self.append = limits.budget(limits.stream_append)
-        self.status = limits.budget(limits.status)
-        self.user_lookup = limits.budget(limits.user_lookup)
-        self.channel_lookup = limits.budget(limits.channel_lookup)
-        self.replies = limits.budget(limits.replies)
-        self.views = limits.budget(limits.views)
-        self.assistant = limits.budget(limits.assistant)
-        self._posts: dict[str, TokenBucketBudget] = {}
+        self._budgets = budgets
+        self._team = team
+        self.update = self._bucket("chat.update", limits.update)
+        self.start = self._bucket("chat.startStream", limits.stream_start)
+        self.stop = self._bucket("chat.stopStream", limits.stream_stop)
+        self.append = self._bucket("chat.appendStream", limits.stream_append)
+        self.status = self._bucket("assistant.threads.setStatus", limits.status)
+        self.user_lookup = self._bucket("users.info", limits.user_lookup)
+        self.channel_lookup = self._bucket("conversations.info", limits.channel_lookup)
+        self.replies = self._bucket("conversations.replies", limits.replies)
+        self.views = self._bucket("views", limits.views)
+        self.assistant = self._bucket("assistant.threads", limits.assistant)
+        self._posts: dict[str, WriteBudget] = {}
         self.edit_streams = 0  # answers showing partial text that will finish with chat.update
         self.native_streams = 0  # answers showing partial text that will finish with chat.appendStream
         self.pending_starts = 0  # native answers admitted but not yet started
@@ -94,12 +97,16 @@ class Allowances:
         self.hungry_edits = 0  # edit-lane answers still showing only their placeholder
         self._stops: set[asyncio.Task[None]] = set()
 
-    def post(self, channel: str) -> TokenBucketBudget:
+    def _bucket(self, method: str, allowance: Allowance) -> WriteBudget:
+        return self.limits.budget(self._budgets, f"slack:{self._team}:{method}", allowance)
+
+    def post(self, channel: str) -> WriteBudget:
         budget = self._posts.get(channel)
         if budget is None:
             if len(self._posts) > 5000:  # idle channels' buckets are full again; forget them
-                self._posts = {k: v for k, v in self._posts.items() if v.waiting() or v.available() < v.burst}
-            budget = self._posts[channel] = self.limits.budget(self.limits.post_per_channel)
+                full = max(1, self.limits.post_per_channel.burst - 1)
+                self._posts = {k: v for k, v in self._posts.items() if v.waiting() or v.available() < full}
+            budget = self._posts[channel] = self._bucket(f"chat.postMessage:{channel}", self.limits.post_per_channel)
         return budget
 
     # -- lane decisions ---------------------------------------------------------------------------------
@@ -153,14 +160,15 @@ class Allowances:
 class AllowanceRegistry:
     """Allowances per workspace, created on first use."""
 
-    def __init__(self, limits: SlackLimits) -> None:
+    def __init__(self, limits: SlackLimits, budgets: Budgets) -> None:
         self.limits = limits
+        self._budgets = budgets
         self._by_team: dict[str, Allowances] = {}
 
     def for_team(self, team_id: str) -> Allowances:
         allowances = self._by_team.get(team_id)
         if allowances is None:
-            allowances = self._by_team[team_id] = Allowances(self.limits)
+            allowances = self._by_team[team_id] = Allowances(self.limits, self._budgets, team_id)
         return allowances
 
     async def drain(self, grace: float) -> None:

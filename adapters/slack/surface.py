@@ -32,8 +32,7 @@ if TYPE_CHECKING:
     from bot.metrics import Metrics
 from adapters.slack.limits import Allowances
 from adapters.slack.render import feedback_block, message_fields
-from bot.budget import TokenBucketBudget
-from bot.types import AnswerControls, PublishOptions, RateLimited
+from bot.types import AnswerControls, PublishOptions, RateLimited, WriteBudget
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +45,16 @@ class _PostGate:
     def __init__(self, surface: SlackSurface) -> None:
         self._s = surface
 
-    def try_acquire(self, *, final: bool = False) -> bool:
+    async def try_acquire(self, *, final: bool = False) -> bool:
         s = self._s
         channel = s.allowances.post(s.channel)
         if final:
-            if channel.try_acquire(final=True):
+            if await channel.try_acquire(final=True):
                 s.next_post = "plain"
                 return True
             return False
         if s.lane == "native":
-            if s.allowances.start.try_acquire(final=False):
+            if await s.allowances.start.try_acquire(final=False):
                 s.next_post = "stream"
                 return True
             return False
@@ -65,7 +64,7 @@ class _PostGate:
             hungry = s.allowances.hungry
             if s.posted and hungry.get(s.channel, 0) > 0:
                 return False
-            if channel.try_acquire(final=False):
+            if await channel.try_acquire(final=False):
                 s.fed()
                 s.next_post = "plain"
                 return True
@@ -75,7 +74,7 @@ class _PostGate:
             return False
         if not s.reserved and not s.allowances.can_stream_edit():
             return False
-        if not channel.try_acquire(final=False):
+        if not await channel.try_acquire(final=False):
             return False
         s.reserve_edit()
         s.next_post = "plain"
@@ -87,10 +86,10 @@ class _PostGate:
             await s.allowances.post(s.channel).acquire(final=True)
             s.next_post = "plain"
             return
-        while not self.try_acquire(final=False):  # noqa: ASYNC110 (the gate spans several buckets)
+        while not await self.try_acquire(final=False):  # noqa: ASYNC110 (the gate spans several buckets)
             await asyncio.sleep(max(self.next_available_in(final=False), 0.01))
 
-    def penalize(self, retry_after: float) -> None:
+    async def penalize(self, retry_after: float) -> None:
         """The surface already penalised the bucket that answered 429."""
 
     def next_available_in(self, *, final: bool = False) -> float:
@@ -114,17 +113,17 @@ class _EditGate:
     def __init__(self, surface: SlackSurface) -> None:
         self._s = surface
 
-    def _bucket(self) -> TokenBucketBudget:
+    def _bucket(self) -> WriteBudget:
         s = self._s
         return s.allowances.append if s.lane == "native" else s.allowances.update
 
-    def try_acquire(self, *, final: bool = False) -> bool:
+    async def try_acquire(self, *, final: bool = False) -> bool:
         s, bucket = self._s, self._bucket()
         if final or s.lane == "native":
-            return bucket.try_acquire(final=final)
+            return await bucket.try_acquire(final=final)
         if s.edited and s.allowances.hungry_edits > 0:
             return False
-        if bucket.try_acquire(final=False):
+        if await bucket.try_acquire(final=False):
             s.edit_fed()
             return True
         if not s.edited and not s.hungry_edit:
@@ -136,11 +135,11 @@ class _EditGate:
         if final:
             await self._bucket().acquire(final=True)
             return
-        while not self.try_acquire(final=False):  # noqa: ASYNC110 (fairness spans several answers)
+        while not await self.try_acquire(final=False):  # noqa: ASYNC110 (fairness spans several answers)
             await asyncio.sleep(max(self.next_available_in(final=False), 0.01))
 
-    def penalize(self, retry_after: float) -> None:
-        self._bucket().penalize(retry_after)
+    async def penalize(self, retry_after: float) -> None:
+        await self._bucket().penalize(retry_after)
 
     def next_available_in(self, *, final: bool = False) -> float:
         return self._bucket().next_available_in(final=final)
@@ -232,7 +231,7 @@ class SlackSurface:
         if self._metrics is not None:
             self._metrics.writes.labels("slack", method).inc()
 
-    async def _call(self, method: str, budget: TokenBucketBudget, **kwargs: Any) -> Any:
+    async def _call(self, method: str, budget: WriteBudget, **kwargs: Any) -> Any:
         self._count(method)
         try:
             return await self.client.api_call(method, json=kwargs)
@@ -241,7 +240,7 @@ class SlackSurface:
             if retry_after is not None:
                 if self._metrics is not None:
                     self._metrics.rate_limited.labels("slack", method).inc()
-                budget.penalize(retry_after)
+                await budget.penalize(retry_after)
                 raise RateLimited(retry_after) from None
             raise
 
@@ -359,7 +358,7 @@ class SlackSurface:
         # Slack clears the status when the app replies in the thread, so clearing costs no call.
         if status is None or status == self._status or not self.thread_ts:
             return
-        if not self.allowances.status.try_acquire():
+        if not await self.allowances.status.try_acquire():
             return  # cosmetic; never worth waiting for
         first, self._status = self._status is None, status
         # Loading messages rotate under the app's name until the first text; later statuses (a search, a tool)
@@ -384,7 +383,7 @@ class SlackSurface:
             self._task = (f"step-{len(self._steps) + 1}", title)
             self._steps.append(title)
             chunks.append({"type": "task_update", "id": self._task[0], "title": title, "status": "in_progress"})
-        if not chunks or not self.allowances.append.try_acquire():
+        if not chunks or not await self.allowances.append.try_acquire():
             return
         try:
             await self._call("chat.appendStream", self.allowances.append, channel=self.channel,

@@ -1,0 +1,211 @@
+"""Write budgets shared by every replica through Redis: one atomic token bucket per platform limit.
+
+Each bucket is a Redis hash (tokens, stamp, blocked-until) changed only by one Lua script, on Redis's own
+clock, so replicas on different machines neither race nor disagree about time. The script keeps the same
+rules as the in-process `TokenBucketBudget`: interim writes leave `reserve` tokens for final ones, and a 429
+empties the bucket and blocks it for Retry-After, for every replica at once.
+
+Within a process, waiters still queue in order (finals first) and only the head asks Redis, so a wave of
+answers costs one round trip per grant, not one per answer per poll.
+
+If Redis cannot be reached, each bucket falls back to an in-process one at the platform's rate divided by
+the replica count last seen (`ReplicaCensus`): the replicas together stay near the limit, nobody stops
+answering, and one warning says so. Redis is tried again after `retry_seconds`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from bot.budget import TokenBucketBudget, WaitQueue
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from bot.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+_MIN_WAIT = 0.001
+_EPSILON = 1e-9
+
+# KEYS[1]: the bucket. ARGV: rate (tokens/s), burst, threshold (1 for finals, reserve + 1 for interim writes),
+# op ("take", "penalize" or "peek"), penalty seconds. Returns {granted, tokens, wait, blocked_for} as strings
+# (Redis truncates Lua numbers to integers).
+_BUCKET_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate, burst, threshold = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'stamp', 'blocked')
+local tokens = tonumber(state[1]) or burst
+local stamp = tonumber(state[2]) or now
+local blocked = tonumber(state[3]) or 0
+if now > stamp then
+  tokens = math.min(burst, tokens + (now - stamp) * rate)
+  stamp = now
+end
+local granted = 0
+if ARGV[4] == 'penalize' then
+  blocked = math.max(blocked, now + tonumber(ARGV[5]))
+  tokens = 0
+elseif ARGV[4] == 'take' and now >= blocked and tokens + 1e-9 >= threshold then
+  tokens = math.max(0, tokens - 1)
+  granted = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(stamp), 'blocked', tostring(blocked))
+local blocked_for = math.max(0, blocked - now)
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst / rate + blocked_for) * 1000) + 1000)
+local wait = 0
+if granted == 0 then
+  wait = math.max(blocked_for, (threshold - tokens) / rate)
+end
+return {tostring(granted), tostring(tokens), tostring(wait), tostring(blocked_for)}
+"""
+
+
+class RedisBudgets:
+    """Makes `SharedBudget`s on one Redis and tracks whether Redis answers (`Budgets` for several replicas)."""
+
+    def __init__(self, client: Redis, *, prefix: str, replicas: Callable[[], int], retry_seconds: float = 2.0,
+                 metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._replicas = replicas
+        self._retry_seconds = retry_seconds
+        self._metrics = metrics
+        self._clock = clock
+        self._script = client.register_script(_BUCKET_SCRIPT)
+        self._down_until = float("-inf")
+        self._down = False
+
+    @property
+    def reachable(self) -> bool:
+        return not self._down
+
+    def bucket(self, key: str, *, rate: float, burst: int, reserve: int = 0) -> SharedBudget:
+        return SharedBudget(self, f"{self._prefix}:bucket:{key}", rate=rate, burst=burst, reserve=reserve,
+                            clock=self._clock)
+
+    def fallback(self, *, rate: float, burst: int, reserve: int) -> TokenBucketBudget:
+        """This process's share of a limit while Redis is away: the rate split over the replicas last seen."""
+        count = max(1, self._replicas())
+        share = max(1, burst // count)
+        return TokenBucketBudget(rate=rate / count, burst=share, reserve=min(reserve, share - 1), clock=self._clock)
+
+    async def run(self, key: str, *, rate: float, burst: int, threshold: int, op: str,
+                  penalty: float = 0.0) -> tuple[bool, float, float, float] | None:
+        """(granted, tokens, wait, blocked_for) from Redis; None while Redis is unreachable."""
+        now = self._clock()
+        if now < self._down_until:
+            return None
+        try:
+            reply = await self._script(keys=[key], args=[repr(rate), burst, threshold, op, repr(penalty)])
+        except Exception as error:  # any Redis failure: connection refused, timeout, READONLY, OOM
+            self._down_until = now + self._retry_seconds
+            if not self._down:
+                self._down = True
+                log.warning("redis unreachable: write budgets fall back to this process's share",
+                            extra={"error": type(error).__name__, "replicas": max(1, self._replicas()),
+                                   "retry_seconds": self._retry_seconds})
+                if self._metrics is not None:
+                    self._metrics.budget_fallbacks.inc()
+            return None
+        if self._down:
+            self._down = False
+            log.info("redis reachable again: write budgets are shared")
+        granted, tokens, wait, blocked_for = (float(x) for x in reply)
+        return granted >= 1, tokens, wait, blocked_for
+
+
+class SharedBudget:
+    """One platform limit in Redis (`WriteBudget`). Estimates come from the last reply, refilled locally."""
+
+    def __init__(self, hub: RedisBudgets, key: str, *, rate: float, burst: int, reserve: int,
+                 clock: Callable[[], float]) -> None:
+        if rate <= 0 or burst < 1 or not 0 <= reserve < burst:
+            raise ValueError("rate must be positive, burst at least 1, reserve below burst")
+        self._hub = hub
+        self.key = key
+        self.rate = float(rate)
+        self.burst = burst
+        self.reserve = reserve
+        self._clock = clock
+        self._tokens = float(burst)
+        self._stamp = clock()
+        self._blocked_until = float("-inf")
+        self._local: TokenBucketBudget | None = None
+        self._queue = WaitQueue()
+
+    async def try_acquire(self, *, final: bool = False) -> bool:
+        return not self._queue.ahead(final) and await self._take(final)
+
+    async def acquire(self, *, final: bool = False) -> None:
+        if not await self.try_acquire(final=final):
+            await self._queue.serve(final, lambda: self._take(final), lambda: self._own_wait(final))
+
+    async def penalize(self, retry_after: float) -> None:
+        retry_after = max(0.0, retry_after)
+        now = self._clock()
+        self._blocked_until = max(self._blocked_until, now + retry_after)
+        self._tokens, self._stamp = 0.0, now
+        reply = await self._hub.run(self.key, rate=self.rate, burst=self.burst, threshold=1, op="penalize",
+                                    penalty=retry_after)
+        if reply is None:
+            await self._fallback().penalize(retry_after)
+        self._queue.wake_heads()
+
+    def available(self) -> float:
+        if self._local is not None and not self._hub.reachable:
+            return self._local.available()
+        now = self._clock()
+        if now < self._blocked_until:
+            return 0.0
+        return min(float(self.burst), self._tokens + max(0.0, now - self._stamp) * self.rate)
+
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    def next_available_in(self, *, final: bool = False) -> float:
+        ahead = self._queue.ahead(final)
+        if self._local is not None and not self._hub.reachable:
+            return max(self._local.next_available_in(final=final), ahead / self._local.rate)
+        now = self._clock()
+        blocked = max(0.0, self._blocked_until - now)
+        needed = self._threshold(final) + ahead
+        tokens = self.available() if not blocked else 0.0
+        if not blocked and tokens + _EPSILON >= needed:
+            return 0.0
+        return max(blocked, (needed - tokens) / self.rate, _MIN_WAIT)
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _threshold(self, final: bool) -> int:
+        return 1 if final else self.reserve + 1
+
+    async def _take(self, final: bool) -> bool:
+        reply = await self._hub.run(self.key, rate=self.rate, burst=self.burst, threshold=self._threshold(final),
+                                    op="take")
+        if reply is None:
+            return await self._fallback().try_acquire(final=final)
+        self._local = None  # Redis is back: the next outage splits the limit by the replicas seen then
+        granted, tokens, _, blocked_for = reply
+        now = self._clock()
+        self._tokens, self._stamp = tokens, now
+        self._blocked_until = now + blocked_for if blocked_for > 0 else float("-inf")
+        return granted
+
+    def _own_wait(self, final: bool) -> float:
+        if self._local is not None and not self._hub.reachable:
+            return max(self._local.next_available_in(final=final), _MIN_WAIT)
+        now = self._clock()
+        blocked = max(0.0, self._blocked_until - now)
+        shortfall = max(0.0, (self._threshold(final) - self.available()) / self.rate)
+        return max(blocked, shortfall, _MIN_WAIT)
+
+    def _fallback(self) -> TokenBucketBudget:
+        if self._local is None:
+            self._local = self._hub.fallback(rate=self.rate, burst=self.burst, reserve=self.reserve)
+        return self._local
