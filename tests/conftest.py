@@ -6,6 +6,7 @@ import pytest
 pytest_plugins = [
     "tests.fixtures.kimi",
     "tests.fixtures.db",
+    "tests.fixtures.redis",
     "tests.fixtures.engine",
     "tests.fixtures.slack",
     "tests.fixtures.slack_bot",
