@@ -6,6 +6,11 @@ own; the fakes run here. Examples:
     python -m bench.slack_bench --n 1
     python -m bench.slack_bench --n 50 --streaming native
     python -m bench.slack_bench --sustained 180 --concurrency 20
+    python -m bench.slack_bench --n 50 --replicas 3 --database postgresql://postgres@127.0.0.1:5432/test \
+        --redis redis://127.0.0.1:6379/0 --same-channel 10 [--cut-redis-at 6]
+
+With --replicas, each bot is its own process and questions are sent to them in turn (a load balancer). The
+bench reaches Redis through a TCP proxy, so --cut-redis-at can make it unreachable halfway without touching it.
 """
 
 from __future__ import annotations
@@ -29,12 +34,20 @@ from bench.slack_metrics import Sent, is_complete, measure
 from tests.fakes.kimi import FakeKimi
 from tests.fakes.kimi_responder import long_text
 from tests.fakes.slack import FakeSlack
+from tests.fakes.tcp_proxy import TcpProxy
+from tests.fixtures.db import fresh_database
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    rest = url.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
+    host, _, port = rest.partition(":")
+    return host or "127.0.0.1", int(port or 6379)
 
 
 def _proc_stats(pid: int) -> tuple[float, float]:
@@ -56,45 +69,60 @@ class Bench:
         self.kimi = FakeKimi(ttft=args.ttft, tokens_per_second=args.tps)
         self.sent: list[Sent] = []
         self.channels: list[str] = []
-        self.url = ""
-        self.process: asyncio.subprocess.Process | None = None
+        self.urls: list[str] = []
+        self.processes: list[asyncio.subprocess.Process] = []
+        self.proxy: TcpProxy | None = None
         self.tmp = tempfile.TemporaryDirectory(prefix="kimibot-bench-")
+        self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Bench:
         await self.fake.start()
         await self.kimi.start()
         self.channels = [self.fake.general] + [self.fake.add_channel(f"bench-{i}").id
                                                for i in range(self.args.channels - 1)]
-        await self._start_bot()
+        database = await self._stack.enter_async_context(
+            fresh_database(self.args.database, Path(self.tmp.name) / "bench.db"))
+        redis = ""
+        if self.args.redis:
+            host, port = _host_port(self.args.redis)
+            self.proxy = await self._stack.enter_async_context(TcpProxy(host, port))
+            redis = f"redis://127.0.0.1:{self.proxy.port}/0"
+        prefix = f"kimibot-bench-{os.getpid()}-{int(time.time())}"
+        for index in range(self.args.replicas):
+            await self._start_bot(index, database, redis, prefix)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.process.wait(), 10)
+        for process in self.processes:
+            if process.returncode is None:
+                process.terminate()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(process.wait(), 10)
+        await self._stack.aclose()
         await self.fake.stop()
         await self.kimi.stop()
         self.tmp.cleanup()
 
-    async def _start_bot(self) -> None:
+    async def _start_bot(self, index: int, database: str, redis: str, prefix: str) -> None:
         port = _free_port()
-        config = Path(self.tmp.name) / "kimibot.toml"
+        config = Path(self.tmp.name) / f"kimibot-{index}.toml"
+        shared = f'[redis]\nurl = "{redis}"\nkey_prefix = "{prefix}"\n' if redis else ""
         config.write_text(
             f'[kimi]\nbase_url = "{self.kimi.base_url}"\nmax_retries = 0\n'
-            f'[storage]\nurl = "sqlite:///{self.tmp.name}/bench.db"\n'
+            f'[storage]\nurl = "{database}"\n'
             f'[logging]\nlevel = "WARNING"\n'
             f'[slack]\nmode = "http"\nhttp_host = "127.0.0.1"\nhttp_port = {port}\napi_url = "{self.fake.base_url}"\n'
             f'streaming = "{self.args.streaming}"\n'
-            f'[discord]\nenabled = false\n[ops]\nport = 0\n')
+            f'[discord]\nenabled = false\n[ops]\nport = 0\n' + shared)
         env = {**os.environ, "SLACK_BOT_TOKEN": self.fake.bot_token, "SLACK_SIGNING_SECRET": "fake-signing-secret",
                "MOONSHOT_API_KEY": "sk-test"}
-        self.process = await asyncio.create_subprocess_exec(
+        process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot.cli", "--config", str(config), "run", env=env,
             stdout=asyncio.subprocess.DEVNULL, stderr=None)
-        self.url = f"http://127.0.0.1:{port}/slack/events"
+        self.processes.append(process)
+        self.urls.append(f"http://127.0.0.1:{port}/slack/events")
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
+            for _ in range(300):
                 with contextlib.suppress(aiohttp.ClientError):
                     async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
                         if response.status == 200:
@@ -104,9 +132,14 @@ class Bench:
 
     async def ask(self, index: int) -> None:
         length = self.args.answer_chars + index  # distinct texts so Kimi's marks map to answers
-        channel = self.channels[index % len(self.channels)]
+        if index < self.args.same_channel:
+            channel = self.channels[0]
+        else:
+            channel = self.channels[1 + index % (len(self.channels) - 1)] if len(self.channels) > 1 \
+                else self.channels[0]
+        url = self.urls[index % len(self.urls)]
         started = time.monotonic()
-        deliveries = await self.fake.send_mention(self.url, channel, self.fake.alice, f"q{index} [[len={length}]]")
+        deliveries = await self.fake.send_mention(url, channel, self.fake.alice, f"q{index} [[len={length}]]")
         event = deliveries[0].payload["event"]
         self.sent.append(Sent(channel, event["ts"], long_text(length), started))
 
@@ -119,21 +152,31 @@ class Bench:
 
     async def run(self) -> dict[str, Any]:
         args = self.args
-        assert self.process is not None
-        cpu0, _ = _proc_stats(self.process.pid)
+        cpu0 = sum(_proc_stats(p.pid)[0] for p in self.processes)
         begin = time.monotonic()
+        cut = asyncio.create_task(self._cut_redis(args.cut_redis_at)) if args.cut_redis_at is not None else None
         if args.sustained:
             await self._sustained(args.sustained, args.concurrency)
         else:
             await asyncio.gather(*(self.ask(i) for i in range(args.n)))
         await self.wait_complete(args.timeout)
         wall = time.monotonic() - begin
+        if cut is not None:
+            cut.cancel()
         await asyncio.sleep(2.0)  # let deferred stream stops land before counting writes
-        cpu1, peak = _proc_stats(self.process.pid)
+        stats = [_proc_stats(p.pid) for p in self.processes]
         marks = {content: marks for content, marks in self.kimi.stream_marks}
         figures = measure(self.fake, self.sent, marks)
-        figures.cpu_seconds, figures.peak_rss_mb, figures.wall_seconds = cpu1 - cpu0, peak, wall
+        figures.cpu_seconds = sum(cpu for cpu, _ in stats) - cpu0
+        figures.peak_rss_mb = max(peak for _, peak in stats)
+        figures.wall_seconds = wall
         return {"scenario": self.scenario(), **figures.as_dict()}
+
+    async def _cut_redis(self, after: float) -> None:
+        await asyncio.sleep(after)
+        if self.proxy is not None:
+            self.proxy.cut()
+            print(f"bench: Redis cut at {after:.1f} s", file=sys.stderr)
 
     async def _sustained(self, seconds: float, concurrency: int) -> None:
         """Keep `concurrency` answers running: a new question arrives whenever one finishes."""
@@ -160,8 +203,11 @@ class Bench:
     def scenario(self) -> str:
         a = self.args
         load = f"sustained {a.sustained:.0f}s x{a.concurrency}" if a.sustained else f"N={a.n} burst"
-        return (f"{load}, streaming={a.streaming}, {a.channels} channels, {a.answer_chars} chars at {a.tps} tok/s"
-                f" (ttft {a.ttft}s)")
+        scale = f", {a.replicas} replicas" + (", Redis" if a.redis else ", no Redis") if a.replicas > 1 else ""
+        cut = f", Redis cut at {a.cut_redis_at:g}s" if a.cut_redis_at is not None else ""
+        same = f", {a.same_channel} in one channel" if a.same_channel else ""
+        return (f"{load}{scale}{cut}{same}, streaming={a.streaming}, {a.channels} channels, {a.answer_chars} chars"
+                f" at {a.tps} tok/s (ttft {a.ttft}s)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -175,6 +221,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tps", type=float, default=50.0, help="Kimi tokens per second (4 chars per token)")
     parser.add_argument("--ttft", type=float, default=0.5, help="Kimi time to first token")
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for every final text")
+    parser.add_argument("--replicas", type=int, default=1, help="bot processes; questions go to them in turn")
+    parser.add_argument("--database", default="", help="postgresql://… (a fresh database is made); default SQLite")
+    parser.add_argument("--redis", default="", help="redis://host:port/0 shared by the replicas")
+    parser.add_argument("--cut-redis-at", type=float, default=None, help="seconds in: make Redis unreachable")
+    parser.add_argument("--same-channel", type=int, default=0, help="this many questions go to one channel")
     parser.add_argument("--out", type=Path, default=None, help="append the figures as a JSON line here")
     return parser.parse_args(argv)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from tests.fakes.slack import FakeSlack
 
+MESSAGE_CHARS = 3900
 WRITE_METHODS = ("chat.postMessage", "chat.update", "chat.startStream", "chat.appendStream", "chat.stopStream",
                  "assistant.threads.setStatus")
 
@@ -30,6 +31,8 @@ class Figures:
     token_to_visible: list[float] = field(default_factory=list)
     last_token_to_final: list[float] = field(default_factory=list)
     writes: dict[str, int] = field(default_factory=dict)
+    # Messages each answer became, less the continuations its length needs (3,900 characters per message).
+    messages: list[int] = field(default_factory=list)
     cpu_seconds: float = 0.0
     peak_rss_mb: float = 0.0
     wall_seconds: float = 0.0
@@ -55,6 +58,8 @@ class Figures:
             "last_token_to_final_p95": pct(self.last_token_to_final, 0.95),
             "last_token_to_final_max": round(max(self.last_token_to_final), 3) if self.last_token_to_final else None,
             "writes_per_answer": round(total_writes / self.answers, 2) if self.answers else 0.0,
+            "messages_per_answer_mean": round(sum(self.messages) / len(self.messages), 2) if self.messages else None,
+            "messages_per_answer_max": max(self.messages) if self.messages else None,
             "writes_by_method": dict(sorted(self.writes.items())),
             "bot_cpu_seconds": round(self.cpu_seconds, 2),
             "bot_peak_rss_mb": round(self.peak_rss_mb, 1),
@@ -88,6 +93,8 @@ def measure(fake: FakeSlack, sent: list[Sent], marks: dict[str, dict[str, float]
         replies = _replies(fake, item)
         if is_complete(fake, item):
             figures.complete += 1
+        continuations = max(0, -(-len(item.expected) // MESSAGE_CHARS) - 1)
+        figures.messages.append(max(0, len(replies) - continuations))
         head = item.expected[:4]  # one Kimi token
         firsts = [v.at - offset for m in replies for v in m.versions if v.text.startswith(head)]
         if firsts:

@@ -206,7 +206,7 @@ class Answer:
                 await self._close(turn.id, TurnState.DONE, ids=ids)
                 return TurnOutcome(status="refused", text=reason, message_ids=ids)
             question_row = {"role": "user", "text": text, "media_ids": files.media_ids,
-                            "author": message.user_name or message.user,
+                            "author": message.user_name or message.user, "author_id": message.user or None,
                             "platform_message_ids": [message.message_id]}
         if work.resumed:
             notes.append(RESTARTED_NOTE)

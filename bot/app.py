@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.budget import LocalBudgets
@@ -47,14 +47,21 @@ class Services:
                              redis=self.budgets.ping if self.budgets.shared else None)
 
     async def maintain(self, every: float = 3600.0, keep_events: timedelta = timedelta(days=7)) -> None:
-        """Housekeeping while the bot runs: dedupe keys are needed for retries and replays, not forever."""
+        """Housekeeping while the bot runs: dedupe keys are needed for retries and replays, not forever; with
+        `[storage] retention_days`, nothing else is kept past that either."""
+        days = self.config.storage.retention_days
         while True:
             try:
                 pruned = await self.store.prune_events(keep_events)
                 if pruned:
                     log.info("pruned processed events", extra={"count": pruned})
+                if days:
+                    deleted = await self.store.purge_older_than(datetime.now(UTC) - timedelta(days=days))
+                    if deleted.total:
+                        log.info("retention: deleted data older than the retention period",
+                                 extra={"retention_days": days, **asdict(deleted)})
             except Exception:  # housekeeping must never take the bot down
-                log.exception("event pruning failed")
+                log.exception("housekeeping failed")
             await asyncio.sleep(every)
 
     async def refresh_models(self, every: float = 3600.0) -> None:

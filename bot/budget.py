@@ -198,11 +198,34 @@ class UnlimitedBudget:
         return 0
 
 
+class LocalTally:
+    """A count only this process keeps (`Tally`)."""
+
+    def __init__(self) -> None:
+        self.mine = 0
+
+    def add(self, delta: int) -> None:
+        self.mine += delta
+
+    @property
+    def total(self) -> int:
+        return self.mine
+
+
 class LocalBudgets:
     """Budgets kept in this process: right for one replica (or for several, scaled by hand with rate_scale)."""
 
     def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
         self._clock = clock
+        self._tallies: dict[str, LocalTally] = {}
+
+    def tally(self, key: str) -> LocalTally:
+        tally = self._tallies.get(key)
+        if tally is None:
+            if len(self._tallies) > 5000:  # per-channel tallies of quiet channels are back at zero
+                self._tallies = {k: t for k, t in self._tallies.items() if t.mine}
+            tally = self._tallies[key] = LocalTally()
+        return tally
 
     def bucket(self, key: str, *, rate: float, burst: int, reserve: int = 0) -> TokenBucketBudget:
         kwargs = {"clock": self._clock} if self._clock else {}

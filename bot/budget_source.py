@@ -43,7 +43,22 @@ class BudgetSource:
 
     def start(self) -> None:
         if self.census is not None and self._task is None:
-            self._task = asyncio.create_task(self.census.run(), name="kimibot-replica-census")
+            self._task = asyncio.create_task(self._run(), name="kimibot-shared-budgets")
+
+    async def _run(self) -> None:
+        """Announce this replica every `census.every` s; exchange tallies in between."""
+        from bot.shared_budgets import TALLY_EVERY, RedisBudgets
+
+        assert self.census is not None
+        next_announce = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            if loop.time() >= next_announce:
+                await self.census.announce()
+                next_announce = loop.time() + self.census.every
+            if isinstance(self.budgets, RedisBudgets):
+                await self.budgets.exchange_tallies()
+            await asyncio.sleep(TALLY_EVERY)
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -75,6 +90,6 @@ def budget_source(config: RedisConfig, *, member: str, metrics: Metrics | None) 
         raise ConfigError(f"redis.url: {error}") from None
     census = ReplicaCensus(client, prefix=config.key_prefix, member=member, every=config.announce_seconds,
                            ttl=3 * config.announce_seconds, metrics=metrics)
-    budgets = RedisBudgets(client, prefix=config.key_prefix, replicas=lambda: census.count,
+    budgets = RedisBudgets(client, prefix=config.key_prefix, member=member, replicas=lambda: census.count,
                            retry_seconds=config.retry_seconds, metrics=metrics)
     return BudgetSource(budgets, client, census)

@@ -10,6 +10,7 @@ from bot.access import AccessPolicy
 from bot.channel_commands import ChannelCommand
 from bot.config import Config, SearchBackend
 from bot.feedback import FeedbackBook
+from bot.forget import ForgetCommand
 from bot.kimi import KimiClient
 from bot.limits import SpendingLimits
 from bot.models import ModelCatalog
@@ -19,7 +20,7 @@ from bot.types import IncomingMessage
 from bot.usage import format_summary
 from storage.store import Store
 
-NAMES = ("reset", "model", "think", "system", "usage", "stop", "help", "channel", "limits")
+NAMES = ("reset", "model", "think", "system", "usage", "stop", "help", "channel", "limits", "forget")
 ALIASES = {"thinking": "think", "new": "reset", "clear": "reset", "cancel": "stop", "cost": "usage", "limit": "limits"}
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
@@ -58,6 +59,7 @@ def help_text(prefix: str) -> str:
         f"• `{p}usage`: tokens and cost for this conversation, for you, and for this workspace",
         f"• `{p}channel [setting value]`: this channel's defaults (prompt, model, think, footer; admins set them)",
         f"• `{p}limits`: spending limits and what has been spent (admins lift them: `{p}limits lift ...`)",
+        f"• `{p}forget`: delete everything you wrote here, after a confirmation (admins: `{p}forget user <id>`)",
         f"• `{p}stop`: stop the answer being written",
         f"• `{p}help`: this list",
     ])
@@ -73,6 +75,7 @@ class CommandHandler:
         self._models = models
         self._channel = ChannelCommand(config=config, store=store, models=models, channels=channels)
         self._limits = limits
+        self._forget = ForgetCommand(store)
 
     async def run(self, message: IncomingMessage, command: Command, access: AccessPolicy,
                   prefix: str = "!") -> str:
@@ -85,6 +88,8 @@ class CommandHandler:
             return await self._channel.run(message, command.args, access, prefix)
         if command.name == "limits":
             return await self._limits.command(message, command.args, access, prefix)
+        if command.name == "forget":
+            return await self._forget.run(message, command.args, access, prefix)
         conversation = await self._store.get_or_create_conversation(key)
         if command.name == "reset":
             self._scheduler.cancel(key)

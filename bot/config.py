@@ -240,6 +240,9 @@ class StorageConfig(Section):
     retry_seconds: float = Field(default=30.0, ge=0)
     # At start, a PostgreSQL server that is not up yet (a container starting beside kimibot) is waited for this long.
     wait_seconds: float = Field(default=60.0, ge=0)
+    # Messages, attachments, finished turns, feedback and dedupe keys older than this many days are deleted (hourly,
+    # in batches); usage rows are rolled up to one per day, user and model instead. 0 keeps everything.
+    retention_days: int = Field(default=0, ge=0)
 
     @field_validator("url")
     @classmethod

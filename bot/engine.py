@@ -322,7 +322,8 @@ class Engine:
         if not items or await self._store.has_messages(conversation.id):
             return 0
         rows = [{"role": item.role if item.role in ("user", "assistant") else "user", "text": item.text,
-                 "author": item.author or None, "platform_message_ids": [item.message_id]}
+                 "author": item.author or None, "author_id": item.author_id or None,
+                 "platform_message_ids": [item.message_id]}
                 for item in items if item.text.strip()]
         await self._store.add_messages(conversation.id, rows)
         for item in items:

@@ -31,6 +31,11 @@ _MAX_WRITE_FAILURES = 3
 _MAX_STATUS = 200
 _DEFAULT_POLL = 0.1
 _MIN_POLL = 0.01
+# Append-only answers post at most this many pieces (plus continuations of a piece longer than a message): each
+# post is a thread notification, and under load each one also waits for the channel's allowance.
+MAX_PIECES = 3
+# After the first paragraph, the next piece waits until the new text is this many times what is already shown.
+_PIECE_GROWTH = 1.5
 
 
 class _Result(enum.Enum):
@@ -69,8 +74,9 @@ class StreamPublisher:
                  placeholder: str | None = "…", decorate: bool = True, append_only: bool = False,
                  min_paragraph_chars: int = 200, clock: Callable[[], float] = time.monotonic,
                  adopt: Sequence[str] = (), on_messages: MessagesCallback | None = None) -> None:
-        # append_only: every write is a post of finished paragraphs (at least min_paragraph_chars, at most one
-        # per min_edit_interval); nothing is ever edited, so it needs no edit allowance at all.
+        # append_only: every write is a post of finished paragraphs, nothing is ever edited, so it needs no edit
+        # allowance at all. The first paragraph (at least min_paragraph_chars) goes out as soon as it is done,
+        # then larger pieces, MAX_PIECES in all with the rest of the answer as the last.
         # adopt: messages an interrupted attempt of this answer already posted; they are edited, not re-posted,
         # so a resumed answer ends up in the same place (which rules out append_only).
         # on_messages: told the ids every time a message is posted, so they can be stored as they appear.
@@ -95,6 +101,7 @@ class StreamPublisher:
         self._on_messages = on_messages
         self._committed: list[Chunk] = []
         self._committed_end = 0
+        self._pieces = 0  # append-only: interim posts decided so far (a piece may span several messages)
         self._last_write = float("-inf")
         self._dirty = asyncio.Event()
         self._closing = asyncio.Event()
@@ -318,10 +325,14 @@ class StreamPublisher:
         # Only once every frozen chunk is out: while posts wait for the allowance, paragraphs gather into one
         # bigger post instead of queueing as many small ones.
         caught_up = len(self._messages) == len(self._committed)
-        boundary = paragraph_boundary(text, self._committed_end, self._min_paragraph) if caught_up else None
+        boundary = None
+        if caught_up and self._pieces < MAX_PIECES - 1:  # the last piece is the rest, at the end
+            wanted = max(self._min_paragraph, int(self._committed_end * _PIECE_GROWTH))
+            boundary = paragraph_boundary(text, self._committed_end, wanted)
         if boundary is not None and text[self._committed_end:boundary].strip():
             self._committed.extend(split_spans(text[:boundary], self._limit, start=self._committed_end))
             self._committed_end = boundary
+            self._pieces += 1
         return [_View(chunk.render(text), chunk.end) for chunk in self._committed]
 
     async def _gate(self, action: _Action) -> float:

@@ -8,7 +8,6 @@ in-process ones, each replica taking 1/count of every limit.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -51,11 +50,6 @@ class ReplicaCensus:
         if self._metrics is not None:
             self._metrics.replicas.set(self.count)
         return self.count
-
-    async def run(self) -> None:
-        while True:
-            await self.announce()
-            await asyncio.sleep(self.every)
 
     async def withdraw(self) -> None:
         """Leave the count at a clean shutdown, so the others need not wait for the entry to expire."""

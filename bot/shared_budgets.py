@@ -8,6 +8,10 @@ empties the bucket and blocks it for Retry-After, for every replica at once.
 Within a process, waiters still queue in order (finals first) and only the head asks Redis, so a wave of
 answers costs one round trip per grant, not one per answer per poll.
 
+Tallies (how many answers in a workspace owe a final write) are shared the same way: each replica writes its
+own count into a hash every `TALLY_EVERY` seconds while it has any, and reads the sum of the others', counting
+only replicas the census still sees, so a killed replica's commitments vanish with it.
+
 If Redis cannot be reached, each bucket falls back to an in-process one at the platform's rate divided by
 the replica count last seen (`ReplicaCensus`): the replicas together stay near the limit, nobody stops
 answering, and one warning says so. Redis is tried again after `retry_seconds`.
@@ -66,20 +70,105 @@ return {tostring(granted), tostring(tokens), tostring(wait), tostring(blocked_fo
 """
 
 
-class RedisBudgets:
-    """Makes `SharedBudget`s on one Redis and tracks whether Redis answers (`Budgets` for several replicas)."""
+# KEYS[1]: the tally, KEYS[2]: the census. ARGV: this replica, its count. Returns the other live replicas' sum.
+_TALLY_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(ARGV[2]) > 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[1], 600000)
+local others = 0
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if all[i] ~= ARGV[1] then
+    local alive = redis.call('ZSCORE', KEYS[2], all[i])
+    if alive and tonumber(alive) > now then
+      others = others + tonumber(all[i + 1])
+    else
+      redis.call('HDEL', KEYS[1], all[i])
+    end
+  end
+end
+return others
+"""
+TALLY_EVERY = 0.2
+# A tally nobody here has read or changed for this long is not exchanged (idle workspaces cost no Redis calls).
+TALLY_IDLE = 60.0
 
-    def __init__(self, client: Redis, *, prefix: str, replicas: Callable[[], int], retry_seconds: float = 2.0,
-                 metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+
+class SharedTally:
+    """`Tally` whose total includes the other replicas' counts as last read from Redis."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.mine = 0
+        self.others = 0
+        self.reported = 0
+        self.used = clock()
+
+    def add(self, delta: int) -> None:
+        self.mine += delta
+        self.used = self._clock()
+
+    @property
+    def total(self) -> int:
+        self.used = self._clock()
+        return self.mine + self.others
+
+    def active(self, now: float) -> bool:
+        return bool(self.mine or self.reported) or now - self.used < TALLY_IDLE
+
+
+class RedisBudgets:
+    """Makes `SharedBudget`s and `SharedTally`s on one Redis and tracks whether Redis answers (`Budgets` for
+    several replicas)."""
+
+    def __init__(self, client: Redis, *, prefix: str, member: str, replicas: Callable[[], int],
+                 retry_seconds: float = 2.0, metrics: Metrics | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._prefix = prefix
+        self._member = member
         self._replicas = replicas
         self._retry_seconds = retry_seconds
         self._metrics = metrics
         self._clock = clock
         self._script = client.register_script(_BUCKET_SCRIPT)
+        self._tally_script = client.register_script(_TALLY_SCRIPT)
+        self._tallies: dict[str, SharedTally] = {}
         self._down_until = float("-inf")
         self._down = False
+
+    def tally(self, key: str) -> SharedTally:
+        full = f"{self._prefix}:tally:{key}"
+        tally = self._tallies.get(full)
+        if tally is None:
+            if len(self._tallies) > 5000:  # forget what nobody here counts or has asked about for a while
+                now = self._clock()
+                self._tallies = {k: t for k, t in self._tallies.items() if t.active(now)}
+            tally = self._tallies[full] = SharedTally(self._clock)
+        return tally
+
+    async def exchange_tallies(self) -> None:
+        """Report this replica's counts and read the others' (every `TALLY_EVERY` s, by the budget source)."""
+        for key, tally in list(self._tallies.items()):
+            now = self._clock()
+            if not tally.active(now) or now < self._down_until:
+                continue
+            mine = tally.mine
+            try:
+                tally.others = int(await self._tally_script(keys=[key, f"{self._prefix}:replicas"],
+                                                            args=[self._member, mine]))
+                tally.reported = mine
+            except Exception as error:  # Redis away (the buckets report it): count only this replica, as the
+                # fallback buckets do; others' last counts would hold answers back for as long as it lasts
+                log.debug("tally exchange failed", extra={"error": type(error).__name__})
+                for each in self._tallies.values():
+                    each.others = 0
+                return
 
     @property
     def reachable(self) -> bool:

@@ -93,11 +93,23 @@ class WriteBudget(Protocol):
         ...
 
 
+class Tally(Protocol):
+    """A count kept by every replica for one scope (e.g. a workspace's answers that owe a final chat.update):
+    `add` changes this replica's part at once; `total` adds what the other replicas last reported."""
+
+    def add(self, delta: int) -> None: ...
+
+    @property
+    def total(self) -> int: ...
+
+
 class Budgets(Protocol):
     """Makes the write budget for one rate-limit scope; the same key always names the same platform limit,
-    so replicas that share a store share the budget."""
+    so replicas that share a store share the budget (and the tally)."""
 
     def bucket(self, key: str, *, rate: float, burst: int, reserve: int = 0) -> WriteBudget: ...
+
+    def tally(self, key: str) -> Tally: ...
 
 
 class RateLimited(Exception):
@@ -161,6 +173,7 @@ class BackfillItem:
     text: str
     message_id: str
     author: str = ""
+    author_id: str = ""  # the platform's user id: what `forget` finds a person's messages by
 
 
 @dataclass(slots=True)

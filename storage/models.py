@@ -122,6 +122,8 @@ class MessageRow(Base):
     __table_args__ = (
         Index(None, "conversation_id", "seq", unique=True),
         Index(None, "status"),
+        Index(None, "author_id"),
+        Index(None, "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -135,7 +137,9 @@ class MessageRow(Base):
     tool_call_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     tool_name: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     reasoning: Mapped[str | None] = mapped_column(Text)
-    author: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    author: Mapped[str | None] = mapped_column(String(ID_LENGTH))  # display name, as Kimi is told
+    # The platform's id of the person who wrote it (NULL for answers, and for rows older than migration 0007).
+    author_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     platform_message_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(16))
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)

@@ -35,6 +35,7 @@ from storage.records import (
     UsageSummary,
     valid_text,
 )
+from storage.retention import Deleted, RetentionOps
 from storage.retry import RetryPolicy, StoreUnavailable, retrying_methods
 from storage.turns import TurnOps
 from storage.usage import UsageOps
@@ -44,6 +45,7 @@ __all__ = [
     "ChannelSettings",
     "ChannelUsage",
     "Conversation",
+    "Deleted",
     "FeedbackCounts",
     "FeedbackEntry",
     "MediaKind",
@@ -62,7 +64,7 @@ __all__ = [
 
 @retrying_methods
 class Store(TurnOps, ConversationOps, ChannelOps, MessageOps, EventOps, AttachmentOps, UsageOps,
-            FeedbackOps, LimitOps):
+            FeedbackOps, LimitOps, RetentionOps):
     """Every public method retries busy-database and lost-connection errors for `retry_policy.window`
     seconds, then raises StoreUnavailable (storage/retry.py)."""
 

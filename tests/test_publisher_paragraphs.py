@@ -51,3 +51,41 @@ async def test_short_answer_is_one_post() -> None:
     assert surface.writes == []
     await publisher.finish()
     assert surface.visible_messages() == ["Just one line."]
+
+
+async def test_a_long_answer_is_at_most_three_posts_first_paragraph_first() -> None:
+    surface = FakeSurface(max_chars=4000)
+    publisher = StreamPublisher(surface, min_edit_interval=0.0, append_only=True, min_paragraph_chars=50)
+    await publisher.start()
+    paragraphs = [f"Paragraph {i} says something useful about the question, at some length. " * 2 for i in range(20)]
+    answer = "\n\n".join(paragraphs)
+    posted_at: list[int] = []  # how much of the answer had arrived when each post went out
+    pos = 0
+    for paragraph in paragraphs:
+        piece = paragraph + "\n\n" if pos + len(paragraph) < len(answer) else paragraph
+        publisher.append(piece)
+        pos += len(piece)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        while len(posted_at) < len(surface.writes):
+            posted_at.append(pos)
+    await publisher.finish()
+    messages = surface.visible_messages()
+    assert "".join(messages) == answer and all(record.kind == "post" for record in surface.writes)
+    assert len(messages) == 3
+    assert messages[0] == paragraphs[0] + "\n\n"  # shown as soon as it was complete
+    assert posted_at[0] <= len(paragraphs[0]) + len(paragraphs[1]) + 4
+    assert len(messages[1]) > len(messages[0])  # then larger pieces
+
+
+async def test_a_piece_longer_than_a_message_continues_in_more_messages() -> None:
+    surface = FakeSurface(max_chars=500)
+    publisher = StreamPublisher(surface, min_edit_interval=0.0, append_only=True, min_paragraph_chars=50)
+    await publisher.start()
+    answer = "\n\n".join(f"Paragraph {i} " + "word " * 40 for i in range(12))
+    publisher.append(answer)
+    await publisher.finish()
+    messages = surface.visible_messages()
+    assert "".join(messages) == answer
+    assert all(len(message) <= 500 for message in messages)
+    assert len(messages) > 3  # continuations only: the text needs them

@@ -33,8 +33,9 @@ async def clients(redis_server: RedisServer) -> AsyncIterator[Callable[..., Redi
 
 
 def replica(client: Redis, prefix: str, *, replicas: int = 1, metrics: Metrics | None = None,
-            retry_seconds: float = 2.0) -> RedisBudgets:
-    return RedisBudgets(client, prefix=prefix, replicas=lambda: replicas, metrics=metrics,
+            retry_seconds: float = 2.0, member: str | None = None) -> RedisBudgets:
+    return RedisBudgets(client, prefix=prefix, member=member or f"replica-{id(client)}", replicas=lambda: replicas,
+                        metrics=metrics,
                         retry_seconds=retry_seconds)
 
 
@@ -107,7 +108,7 @@ async def test_an_outage_falls_back_to_a_share_warns_once_and_recovers(
         assert not hub.reachable
         warnings = [r for r in caplog.records if "redis unreachable" in r.getMessage()]
         assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
-        assert metrics.budget_fallbacks._value.get() == 1  # noqa: SLF001 (prometheus-client has no getter)
+        assert metrics.registry.get_sample_value("kimibot_budget_fallbacks_total") == 1
         proxy.restore()
         await asyncio.sleep(0.25)
         assert await bucket.try_acquire()  # through Redis again: the shared bucket had 5 interim tokens left
@@ -132,6 +133,46 @@ async def test_replicas_count_each_other_and_forget_the_gone(redis_server: Redis
     assert await census[0].announce() == 2
     await asyncio.sleep(0.5)  # census[1] is silent (killed): its entry expires
     assert await census[0].announce() == 1
+
+
+async def test_commitments_are_counted_over_live_replicas(redis_server: RedisServer,
+                                                           clients: Callable[..., Redis]) -> None:
+    hubs, census = [], []
+    for i in range(3):
+        client = clients()
+        hubs.append(replica(client, redis_server.prefix, member=f"r{i}"))
+        census.append(ReplicaCensus(client, prefix=redis_server.prefix, member=f"r{i}"))
+        await census[-1].announce()
+    tallies = [hub.tally("slack:T1:edit-streams") for hub in hubs]
+    tallies[0].add(2)
+    tallies[1].add(1)
+    for hub in hubs:
+        await hub.exchange_tallies()
+    await hubs[0].exchange_tallies()  # r0 reported before r1 had
+    assert [t.total for t in tallies] == [3, 3, 3]
+    assert hubs[2].tally("slack:T2:edit-streams").total == 0  # another workspace
+    tallies[1].add(-1)
+    await census[0].withdraw()  # r0 is gone: its two commitments no longer hold anyone back
+    for hub in hubs[1:]:
+        await hub.exchange_tallies()
+    assert tallies[2].total == 0
+
+
+async def test_an_outage_stops_counting_the_others(redis_server: RedisServer,
+                                                   clients: Callable[..., Redis]) -> None:
+    async with TcpProxy(redis_server.host, redis_server.port) as proxy:
+        other = replica(clients(), redis_server.prefix, member="other")
+        await ReplicaCensus(clients(), prefix=redis_server.prefix, member="other").announce()
+        me = replica(clients(f"redis://127.0.0.1:{proxy.port}/0"), redis_server.prefix, member="me")
+        other.tally("slack:T1:hungry-posts:C1").add(1)
+        await other.exchange_tallies()
+        waiting = me.tally("slack:T1:hungry-posts:C1")
+        await me.exchange_tallies()
+        assert waiting.total == 1
+        proxy.cut()
+        await me.exchange_tallies()
+        # Redis is away: a stale count from the other replica must not hold this one's answers back.
+        assert waiting.total == 0
 
 
 async def test_a_failed_announcement_keeps_the_last_count(redis_server: RedisServer,

@@ -55,6 +55,8 @@ async def test_replicas_sharing_redis_draw_no_429(fake: FakeSlack, kimi: FakeKim
                                                   redis_server: RedisServer) -> None:
     config = RedisConfig(url=SecretStr(redis_server.url), key_prefix=redis_server.prefix)
     sources = [budget_source(config, member=f"replica-{i}", metrics=None) for i in range(REPLICAS)]
+    for source in sources:
+        source.start()  # announce the replica, exchange commitments
     limited, complete = await burst(fake, kimi, store, sources)
     assert limited == 0, [(c.method, round(c.at, 3)) for c in fake.calls if c.status == 429]
     assert complete == 30

@@ -58,7 +58,7 @@ def test_lanes_admit_streams_only_while_final_writes_stay_prompt() -> None:
     assert capacity == 3
     for _ in range(capacity):
         assert allowances.can_stream_edit()
-        allowances.edit_streams += 1
+        allowances.edit_streams.add(1)
     assert not allowances.can_stream_edit()
     # Native: two starts in the bucket (Tier 2 burst 3, minus one); admitted-but-unstarted answers count.
     assert allowances.can_stream_native()

@@ -169,7 +169,8 @@ class MessageRouter:
                 # Authors by display name, as the core stores live questions; it labels turns when several speak.
                 items.append(BackfillItem(role="assistant" if mine else "user", text=body,
                                           message_id=str(earlier.id),
-                                          author="" if mine else earlier.author.display_name))
+                                          author="" if mine else earlier.author.display_name,
+                                          author_id="" if mine else str(earlier.author.id)))
         except discord.HTTPException as error:
             log.warning("cannot read thread history", extra={"status": error.status, "thread": thread.id})
             return

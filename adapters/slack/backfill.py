@@ -123,7 +123,8 @@ class ThreadReader:
         author = ""
         if role == "user":
             author = await self._names.user(team, str(m.get("user") or "")) or str(m.get("username") or "")
-        return BackfillItem(role=role, text=text, message_id=str(m.get("ts")), author=author)
+        return BackfillItem(role=role, text=text, message_id=str(m.get("ts")), author=author,
+                            author_id=str(m.get("user") or "") if role == "user" else "")
 
 
 def _ts(message: dict[str, Any]) -> float:

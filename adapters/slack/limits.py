@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.types import Budgets, WriteBudget
+from bot.types import Budgets, Tally, WriteBudget
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +90,18 @@ class Allowances:
         self.views = self._bucket("views", limits.views)
         self.assistant = self._bucket("assistant.threads", limits.assistant)
         self._posts: dict[str, WriteBudget] = {}
-        self.edit_streams = 0  # answers showing partial text that will finish with chat.update
-        self.native_streams = 0  # answers showing partial text that will finish with chat.appendStream
+        # Answers showing partial text that will finish with chat.update / chat.appendStream: commitments, counted
+        # over every replica when the budgets are shared.
+        self.edit_streams: Tally = budgets.tally(f"slack:{team}:edit-streams")
+        self.native_streams: Tally = budgets.tally(f"slack:{team}:native-streams")
         self.pending_starts = 0  # native answers admitted but not yet started
-        self.hungry: dict[str, int] = {}  # per channel: paragraph answers still waiting for their first post
-        self.hungry_edits = 0  # edit-lane answers still showing only their placeholder
+        # Edit-lane answers still showing only their placeholder (over every replica, like the commitments).
+        self.hungry_edits: Tally = budgets.tally(f"slack:{team}:hungry-edits")
         self._stops: set[asyncio.Task[None]] = set()
+
+    def hungry_posts(self, channel: str) -> Tally:
+        """Paragraph answers in `channel` still waiting for their first post."""
+        return self._budgets.tally(f"slack:{self._team}:hungry-posts:{channel}")
 
     def _bucket(self, method: str, allowance: Allowance) -> WriteBudget:
         return self.limits.budget(self._budgets, f"slack:{self._team}:{method}", allowance)
@@ -115,15 +121,16 @@ class Allowances:
         """Another answer may stream by edits only if the update bucket, as it is now, can still pay every
         streaming answer's final write within the horizon; a static cap alone let answers join just after
         a wave of finals had emptied the bucket, and their own finals then queued for seconds."""
-        if self.edit_streams >= self.limits.capacity(self.limits.update):
+        streams = self.edit_streams.total
+        if streams >= self.limits.capacity(self.limits.update):
             return False
         rate = self.limits.update.per_minute / 60.0 * self.limits.time_scale * self.limits.margin
         payable = self.update.available() + rate * self.limits.final_horizon - self.update.waiting()
-        return self.edit_streams + 1 <= payable
+        return streams + 1 <= payable
 
     def can_stream_native(self) -> bool:
         """A native stream costs a start now and a stop later (both Tier 2); both must keep up."""
-        if self.native_streams + self.pending_starts >= self.limits.capacity(self.limits.stream_append):
+        if self.native_streams.total + self.pending_starts >= self.limits.capacity(self.limits.stream_append):
             return False
         if len(self._stops) >= 2 * self.limits.stream_stop.burst:
             return False

@@ -61,8 +61,8 @@ class _PostGate:
         if s.lane == "deferred" and s.overflow == "paragraphs":
             # Paragraph posts are final text already: they owe no chat.update, so no edit slot is taken.
             # An answer that shows nothing yet goes before answers that already show text in this channel.
-            hungry = s.allowances.hungry
-            if s.posted and hungry.get(s.channel, 0) > 0:
+            hungry = s.allowances.hungry_posts(s.channel)
+            if s.posted and hungry.total > 0:
                 return False
             if await channel.try_acquire(final=False):
                 s.fed()
@@ -70,7 +70,7 @@ class _PostGate:
                 return True
             if not s.posted and not s.hungry:
                 s.hungry = True
-                hungry[s.channel] = hungry.get(s.channel, 0) + 1
+                hungry.add(1)
             return False
         if not s.reserved and not s.allowances.can_stream_edit():
             return False
@@ -121,14 +121,14 @@ class _EditGate:
         s, bucket = self._s, self._bucket()
         if final or s.lane == "native":
             return await bucket.try_acquire(final=final)
-        if s.edited and s.allowances.hungry_edits > 0:
+        if s.edited and s.allowances.hungry_edits.total > 0:
             return False
         if await bucket.try_acquire(final=False):
             s.edit_fed()
             return True
         if not s.edited and not s.hungry_edit:
             s.hungry_edit = True
-            s.allowances.hungry_edits += 1
+            s.allowances.hungry_edits.add(1)
         return False
 
     async def acquire(self, *, final: bool = False) -> None:
@@ -217,12 +217,12 @@ class SlackSurface:
     def reserve_edit(self) -> None:
         if not self.reserved:
             self.reserved = True
-            self.allowances.edit_streams += 1
+            self.allowances.edit_streams.add(1)
 
     def edit_fed(self) -> None:
         if self.hungry_edit:
             self.hungry_edit = False
-            self.allowances.hungry_edits -= 1
+            self.allowances.hungry_edits.add(-1)
 
     # -- writes -----------------------------------------------------------------------------------------
 
@@ -266,7 +266,7 @@ class SlackSurface:
     def fed(self) -> None:
         if self.hungry:
             self.hungry = False
-            self.allowances.hungry[self.channel] -= 1
+            self.allowances.hungry_posts(self.channel).add(-1)
 
     async def _start(self, text: str) -> str:
         recipient: dict[str, Any] = {}
@@ -284,7 +284,7 @@ class SlackSurface:
             self.allowances.pending_starts -= 1
         if not self._native_counted:
             self._native_counted = True
-            self.allowances.native_streams += 1
+            self.allowances.native_streams.add(1)
         return ts
 
     def _to_edit_lane(self) -> None:
@@ -405,9 +405,9 @@ class SlackSurface:
         self.edit_fed()
         a = self.allowances
         if self.reserved:
-            a.edit_streams -= 1
+            a.edit_streams.add(-1)
         if self._native_counted:
-            a.native_streams -= 1
+            a.native_streams.add(-1)
         if self._pending_start:
             self._pending_start = False
             a.pending_starts -= 1
