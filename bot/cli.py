@@ -1,4 +1,4 @@
-"""The `kimibot` command: run, chat, migrate."""
+"""The `kimibot` command: run, chat, migrate, export."""
 
 from __future__ import annotations
 
@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="talk to Kimi from the terminal")
     chat.add_argument("--session", default="default", help="conversation name (default: default)")
     commands.add_parser("migrate", help="apply database migrations and exit")
+    export = commands.add_parser("export", help="write stored data as JSON Lines (one record per line)")
+    export.add_argument("--conversation", type=int, default=None, help="one conversation, by its id")
+    export.add_argument("--user", default=None, help="one person's data, by their platform user id")
+    export.add_argument("--platform", default=None, help="slack, discord or console (with --user: where)")
+    export.add_argument("--workspace", default=None, help="a Slack team or Discord server id")
+    export.add_argument("--out", type=Path, default=None, help="file to write (default: standard output)")
     return parser
 
 
@@ -131,6 +137,29 @@ async def _chat(config: Config, session: str) -> int:
     return await run_console(config, session=session, stdin=sys.stdin, stdout=sys.stdout)
 
 
+async def _export(config: Config, args: argparse.Namespace) -> int:
+    from bot.export import export_jsonl
+    from storage.db import describe_failure
+    from storage.store import Store
+
+    try:
+        store = await Store.open(config.storage.url, wait=config.storage.wait_seconds)
+    except Exception as exc:
+        raise ConfigError(f"storage.url: {describe_failure(config.storage.url, exc)}") from None
+    try:
+        out = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
+        try:
+            written = await export_jsonl(store, out, conversation_id=args.conversation, user=args.user,
+                                         platform=args.platform, workspace=args.workspace)
+        finally:
+            if args.out:
+                out.close()
+    finally:
+        await store.close()
+    print(f"kimibot: exported {written} records", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
@@ -161,7 +190,7 @@ def _main(args: argparse.Namespace) -> int:
         level = "WARNING" if args.command == "chat" and config.logging.level == "INFO" else config.logging.level
         setup_logging(level, "text" if args.command == "chat" else config.logging.format)
         runner = {"run": lambda: _run(config), "migrate": lambda: _migrate(config),
-                  "chat": lambda: _chat(config, args.session)}[args.command]
+                  "chat": lambda: _chat(config, args.session), "export": lambda: _export(config, args)}[args.command]
         return asyncio.run(runner())
     except asyncio.CancelledError:
         return 0

@@ -15,6 +15,7 @@ from storage.attachments import AttachmentOps
 from storage.channels import ChannelOps
 from storage.conversations import ConversationOps
 from storage.events import EventOps
+from storage.export import ExportOps
 from storage.feedback import FeedbackOps
 from storage.limits import LimitOps
 from storage.messages import MessageOps
@@ -64,7 +65,7 @@ __all__ = [
 
 @retrying_methods
 class Store(TurnOps, ConversationOps, ChannelOps, MessageOps, EventOps, AttachmentOps, UsageOps,
-            FeedbackOps, LimitOps, RetentionOps):
+            FeedbackOps, LimitOps, RetentionOps, ExportOps):
     """Every public method retries busy-database and lost-connection errors for `retry_policy.window`
     seconds, then raises StoreUnavailable (storage/retry.py)."""
 

@@ -1,10 +1,15 @@
 """Retention and data rights on the real database (SQLite, and PostgreSQL in CI's second leg): old data is
-deleted in batches with usage kept as daily aggregates; `forget` deletes a person's data after a confirmation."""
+deleted in batches with usage kept as daily aggregates; `forget` deletes a person's data after a confirmation;
+`kimibot export` writes a person's data, a conversation or everything as JSON Lines."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select, update
 
@@ -138,3 +143,46 @@ async def test_only_admins_forget_someone_else(kimi: FakeKimi, store: Store) -> 
         assert await count(store, AttachmentRow.id) == 0
     finally:
         await h.engine.shutdown()
+
+
+async def run_export(db_url: str, tmp_path: Path, *args: str) -> list[dict[str, object]]:
+    config = tmp_path / "kimibot.toml"
+    config.write_text(f'[storage]\nurl = "{db_url}"\n')
+    out = tmp_path / "export.jsonl"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "--config", str(config), "export", *args, "--out", str(out),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    assert b"exported" in stderr
+    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+
+
+async def test_export_writes_a_persons_data_or_a_conversation_as_json_lines(
+        kimi: FakeKimi, store: Store, db_url: str, tmp_path: Path) -> None:
+    h = await build_harness(kimi, store)
+    try:
+        await h.ask("U1 asks about ünïcode", thread="a")
+        await h.ask("U2 asks too", thread="a", user="U2")
+        await h.ask("U2 alone", thread="b", user="U2")
+    finally:
+        await h.engine.shutdown()
+    image = await store.put_attachment(b"\x89PNG bytes", mime="image/png", filename="shot.png")
+    a = await store.get_conversation(ConversationKey("test", "W1", "C1", "a"))
+    assert a is not None
+    await store.add_messages(a.id, [{"role": "user", "text": "with a file", "author_id": "U1", "media_ids": [image]}])
+
+    mine = await run_export(db_url, tmp_path, "--user", "U1", "--platform", "test", "--workspace", "W1")
+    kinds = [r["type"] for r in mine]
+    assert kinds.count("conversation") == 1  # only where U1 wrote
+    texts = [r["text"] for r in mine if r["type"] == "message"]
+    assert texts == ["U1 asks about ünïcode", "with a file"]  # their messages, not others' or the answers
+    assert {r["user"] for r in mine if r["type"] == "usage"} == {"U1"}
+    files = [r for r in mine if r["type"] == "attachment"]
+    assert len(files) == 1 and files[0]["filename"] == "shot.png" and "data" not in files[0]
+
+    whole = await run_export(db_url, tmp_path, "--conversation", str(a.id))
+    assert [r["type"] for r in whole].count("message") == 5  # two questions, two answers, the file message
+    assert all(r["conversation_id"] == a.id for r in whole if r["type"] == "message")
+    everything = await run_export(db_url, tmp_path)
+    assert [r["type"] for r in everything].count("conversation") == 2
