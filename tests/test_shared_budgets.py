@@ -58,12 +58,12 @@ async def test_a_429_seen_by_one_replica_blocks_every_replica(redis_server: Redi
                                                               clients: Callable[..., Redis]) -> None:
     a = replica(clients(), redis_server.prefix).bucket("discord:channel:1", rate=40.0, burst=5, reserve=1)
     b = replica(clients(), redis_server.prefix).bucket("discord:channel:1", rate=40.0, burst=5, reserve=1)
+    started = time.monotonic()
     await a.penalize(0.3)
     assert not await b.try_acquire(final=True)
-    assert 0.2 < b.next_available_in(final=True) <= 0.3
-    started = time.monotonic()
+    assert 0 < b.next_available_in(final=True) <= 0.3
     await b.acquire(final=True)
-    assert time.monotonic() - started >= 0.2  # held until Retry-After passed on Redis's clock
+    assert time.monotonic() - started >= 0.29  # held until Retry-After passed on Redis's clock
 
 
 async def test_writers_on_two_replicas_stay_within_one_rate(redis_server: RedisServer,
@@ -79,12 +79,9 @@ async def test_writers_on_two_replicas_stay_within_one_rate(redis_server: RedisS
 
     await asyncio.wait_for(asyncio.gather(*(writer(b) for b in buckets for _ in range(15))), 20)
     assert len(granted) == 30
-    granted.sort()
-    # Any half second sees at most the burst plus half a second of refill (and one for timer slack); two
-    # buckets of their own would have granted twice that at the start.
-    for i, start in enumerate(granted):
-        within = sum(1 for t in granted[i:] if t < start + 0.5)
-        assert within <= burst + rate * 0.5 + 1, (i, within)
+    # One bucket: the burst at once, then 26 more at 20/s take at least 1.3 s (two buckets of their own: 0.55 s).
+    # A stalled event loop only spreads the grants further.
+    assert max(granted) - min(granted) >= (30 - burst) / rate - 0.05
 
 
 async def test_an_outage_falls_back_to_a_share_warns_once_and_recovers(
@@ -124,14 +121,14 @@ async def test_an_outage_falls_back_to_a_share_warns_once_and_recovers(
 
 async def test_replicas_count_each_other_and_forget_the_gone(redis_server: RedisServer,
                                                              clients: Callable[..., Redis]) -> None:
-    census = [ReplicaCensus(clients(), prefix=redis_server.prefix, member=f"host/{i}/n", every=0.1, ttl=0.4)
+    census = [ReplicaCensus(clients(), prefix=redis_server.prefix, member=f"host/{i}/n", every=0.1, ttl=1.0)
               for i in range(3)]
     for member in census:
         await member.announce()
     assert await census[0].announce() == 3
     await census[2].withdraw()  # a clean shutdown leaves at once
     assert await census[0].announce() == 2
-    await asyncio.sleep(0.5)  # census[1] is silent (killed): its entry expires
+    await asyncio.sleep(1.1)  # census[1] is silent (killed): its entry expires
     assert await census[0].announce() == 1
 
 
