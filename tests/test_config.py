@@ -61,6 +61,8 @@ def test_environment_overrides_and_secrets(tmp_path: Path) -> None:
     ("", {"KIMIBOT_KIMI__MAX_OUTPUT_TOKENS": "lots"}, "kimi.max_output_tokens:"),
     ("[storage]\nurl = 'mysql://x'\n", {}, "storage.url:"),
     ("[slack]\nmode = 'carrier-pigeon'\n", {}, "slack.mode:"),
+    ("", {"KIMIBOT_REDIS__URL": "http://cache:6379"}, "redis.url:"),
+    ("[storage]\nretention_days = -1\n", {}, "storage.retention_days:"),
     ("[kimi\n", {}, "not valid TOML"),
     ("", {"KIMIBOT_NOPE__X": "1"}, "nope: unknown key"),
 ])
