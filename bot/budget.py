@@ -76,15 +76,12 @@ class WaitQueue:
         return not self._final and self._interim[0] is waiter
 
 
-class TokenBucketBudget:
-    """A token bucket with a reserve for final writes, FIFO waiters and a penalty box for 429s.
+class BucketState:
+    """The arithmetic of one token bucket: refill at `rate` up to `burst`, a `reserve` only final writes may take,
+    and a penalty box after a 429. `TokenBucketBudget` keeps it as the bucket itself; `SharedBudget` keeps one as
+    its estimate of the bucket in Redis, overwritten by every reply (`observe`)."""
 
-    Final waiters are served before interim waiters (the reserve exists to let finals through); within each
-    kind, waiters are served in arrival order, and `try_acquire` never jumps ahead of a queued waiter.
-    """
-
-    def __init__(self, *, rate: float, burst: int, reserve: int = 0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, rate: float, burst: int, reserve: int, clock: Callable[[], float]) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         if burst < 1:
@@ -98,75 +95,96 @@ class TokenBucketBudget:
         self._tokens = float(burst)
         self._stamp = clock()
         self._blocked_until = float("-inf")
+
+    def threshold(self, final: bool) -> int:
+        return 1 if final else self.reserve + 1
+
+    def available(self) -> float:
+        now = self._refill()
+        return 0.0 if now < self._blocked_until else self._tokens
+
+    def take(self, final: bool) -> bool:
+        now = self._refill()
+        if not self._can_take(final, now):
+            return False
+        self._tokens = max(0.0, self._tokens - 1.0)
+        return True
+
+    def penalize(self, retry_after: float) -> None:
+        now = self._refill()
+        self._blocked_until = max(self._blocked_until, now + max(0.0, retry_after))
+        # The platform's own bucket is empty after a 429; ours restarts from empty too, or the first burst
+        # after the penalty would trip it again.
+        self._tokens = 0.0
+
+    def observe(self, tokens: float, blocked_for: float) -> None:
+        """What the authoritative bucket (Redis) said just now."""
+        now = self._clock()
+        self._tokens, self._stamp = tokens, now
+        self._blocked_until = now + blocked_for if blocked_for > 0 else float("-inf")
+
+    def wait(self, final: bool, ahead: int = 0) -> float:
+        """Seconds until a write of this kind could go with `ahead` writers before it (0 if now)."""
+        now = self._refill()
+        if not ahead and self._can_take(final, now):
+            return 0.0
+        blocked = max(0.0, self._blocked_until - now)
+        refill = max(0.0, (self.threshold(final) + ahead - self._tokens) / self.rate)
+        return max(blocked, refill, _MIN_WAIT)
+
+    def _refill(self) -> float:
+        now = self._clock()
+        if now > self._stamp:
+            self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+        return now
+
+    def _can_take(self, final: bool, now: float) -> bool:
+        return now >= self._blocked_until and self._tokens + _EPSILON >= self.threshold(final)
+
+
+class TokenBucketBudget:
+    """A token bucket with a reserve for final writes, FIFO waiters and a penalty box for 429s.
+
+    Final waiters are served before interim waiters (the reserve exists to let finals through); within each
+    kind, waiters are served in arrival order, and `try_acquire` never jumps ahead of a queued waiter.
+    """
+
+    def __init__(self, *, rate: float, burst: int, reserve: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._state = BucketState(rate=rate, burst=burst, reserve=reserve, clock=clock)
         self._queue = WaitQueue()
 
+    @property
+    def state(self) -> BucketState:
+        return self._state
+
     async def try_acquire(self, *, final: bool = False) -> bool:
-        return not self._queue.ahead(final) and self._take(final, self._clock())
+        return not self._queue.ahead(final) and self._state.take(final)
 
     async def acquire(self, *, final: bool = False) -> None:
         if await self.try_acquire(final=final):
             return
 
         async def take() -> bool:
-            return self._take(final, self._clock())
+            return self._state.take(final)
 
-        await self._queue.serve(final, take, lambda: self._shortfall(final, self._clock()))
+        await self._queue.serve(final, take, lambda: self._state.wait(final))
 
     async def penalize(self, retry_after: float) -> None:
-        now = self._clock()
-        self._refill(now)
-        self._blocked_until = max(self._blocked_until, now + max(0.0, retry_after))
-        # The platform's own bucket is empty after a 429; ours restarts from empty too, or the first burst
-        # after the penalty would trip it again.
-        self._tokens = 0.0
+        self._state.penalize(retry_after)
         self._queue.wake_heads()
 
     def available(self) -> float:
         """Tokens in the bucket now (0 while a penalty lasts); schedulers use it to plan, not to take."""
-        now = self._clock()
-        self._refill(now)
-        return 0.0 if now < self._blocked_until else self._tokens
+        return self._state.available()
 
     def waiting(self) -> int:
         """How many writers are queued in `acquire`."""
         return len(self._queue)
 
     def next_available_in(self, *, final: bool = False) -> float:
-        now = self._clock()
-        self._refill(now)
-        ahead = self._queue.ahead(final)
-        if not ahead and self._can_take(final, now):
-            return 0.0
-        blocked = max(0.0, self._blocked_until - now)
-        needed = self._threshold(final) + ahead
-        refill = max(0.0, (needed - self._tokens) / self.rate)
-        return max(blocked, refill, _MIN_WAIT)
-
-    # -- internals -------------------------------------------------------------------------------------
-
-    def _threshold(self, final: bool) -> int:
-        return 1 if final else self.reserve + 1
-
-    def _refill(self, now: float) -> None:
-        if now > self._stamp:
-            self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
-
-    def _can_take(self, final: bool, now: float) -> bool:
-        return now >= self._blocked_until and self._tokens + _EPSILON >= self._threshold(final)
-
-    def _take(self, final: bool, now: float) -> bool:
-        self._refill(now)
-        if not self._can_take(final, now):
-            return False
-        self._tokens = max(0.0, self._tokens - 1.0)
-        return True
-
-    def _shortfall(self, final: bool, now: float) -> float:
-        self._refill(now)
-        blocked = max(0.0, self._blocked_until - now)
-        refill = max(0.0, (self._threshold(final) - self._tokens) / self.rate)
-        return max(blocked, refill, _MIN_WAIT)
+        return self._state.wait(final, self._queue.ahead(final))
 
 
 class UnlimitedBudget:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,8 @@ class BudgetSource:
     budgets: Budgets
     client: Redis | None = None
     census: ReplicaCensus | None = None
+    # Reports this replica's tallies and reads the others' (RedisBudgets.exchange_tallies).
+    tallies: Callable[[], Awaitable[None]] | None = None
     _task: asyncio.Task[None] | None = field(default=None, init=False)
 
     @property
@@ -42,22 +45,22 @@ class BudgetSource:
             return False
 
     def start(self) -> None:
-        if self.census is not None and self._task is None:
+        if self.census is not None and self.tallies is not None and self._task is None:
             self._task = asyncio.create_task(self._run(), name="kimibot-shared-budgets")
 
     async def _run(self) -> None:
         """Announce this replica every `census.every` s; exchange tallies in between."""
-        from bot.shared_budgets import TALLY_EVERY, RedisBudgets
+        from bot.shared_budgets import TALLY_EVERY
 
-        assert self.census is not None
+        census, tallies = self.census, self.tallies
+        assert census is not None and tallies is not None
         next_announce = 0.0
         loop = asyncio.get_running_loop()
         while True:
             if loop.time() >= next_announce:
-                await self.census.announce()
-                next_announce = loop.time() + self.census.every
-            if isinstance(self.budgets, RedisBudgets):
-                await self.budgets.exchange_tallies()
+                await census.announce()
+                next_announce = loop.time() + census.every
+            await tallies()
             await asyncio.sleep(TALLY_EVERY)
 
     async def aclose(self) -> None:
@@ -92,4 +95,4 @@ def budget_source(config: RedisConfig, *, member: str, metrics: Metrics | None) 
                            ttl=3 * config.announce_seconds, metrics=metrics)
     budgets = RedisBudgets(client, prefix=config.key_prefix, member=member, replicas=lambda: census.count,
                            retry_seconds=config.retry_seconds, metrics=metrics)
-    return BudgetSource(budgets, client, census)
+    return BudgetSource(budgets, client, census, budgets.exchange_tallies)

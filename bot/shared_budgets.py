@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bot.budget import TokenBucketBudget, WaitQueue
+from bot.budget import BucketState, TokenBucketBudget, WaitQueue
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -33,11 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_MIN_WAIT = 0.001
-_EPSILON = 1e-9
 
 # KEYS[1]: the bucket. ARGV: rate (tokens/s), burst, threshold (1 for finals, reserve + 1 for interim writes),
-# op ("take", "penalize" or "peek"), penalty seconds. Returns {granted, tokens, wait, blocked_for} as strings
+# op ("take" or "penalize"), penalty seconds. Returns {granted, tokens, wait, blocked_for} as strings
 # (Redis truncates Lua numbers to integers).
 _BUCKET_SCRIPT = """
 local t = redis.call('TIME')
@@ -184,7 +182,7 @@ class RedisBudgets:
         share = max(1, burst // count)
         return TokenBucketBudget(rate=rate / count, burst=share, reserve=min(reserve, share - 1), clock=self._clock)
 
-    async def run(self, key: str, *, rate: float, burst: int, threshold: int, op: str,
+    async def call(self, key: str, *, rate: float, burst: int, threshold: int, op: str,
                   penalty: float = 0.0) -> tuple[bool, float, float, float] | None:
         """(granted, tokens, wait, blocked_for) from Redis; None while Redis is unreachable."""
         now = self._clock()
@@ -214,17 +212,9 @@ class SharedBudget:
 
     def __init__(self, hub: RedisBudgets, key: str, *, rate: float, burst: int, reserve: int,
                  clock: Callable[[], float]) -> None:
-        if rate <= 0 or burst < 1 or not 0 <= reserve < burst:
-            raise ValueError("rate must be positive, burst at least 1, reserve below burst")
         self._hub = hub
         self.key = key
-        self.rate = float(rate)
-        self.burst = burst
-        self.reserve = reserve
-        self._clock = clock
-        self._tokens = float(burst)
-        self._stamp = clock()
-        self._blocked_until = float("-inf")
+        self._seen = BucketState(rate=rate, burst=burst, reserve=reserve, clock=clock)
         self._local: TokenBucketBudget | None = None
         self._queue = WaitQueue()
 
@@ -233,68 +223,48 @@ class SharedBudget:
 
     async def acquire(self, *, final: bool = False) -> None:
         if not await self.try_acquire(final=final):
-            await self._queue.serve(final, lambda: self._take(final), lambda: self._own_wait(final))
+            await self._queue.serve(final, lambda: self._take(final), lambda: self._estimate().wait(final))
 
     async def penalize(self, retry_after: float) -> None:
         retry_after = max(0.0, retry_after)
-        now = self._clock()
-        self._blocked_until = max(self._blocked_until, now + retry_after)
-        self._tokens, self._stamp = 0.0, now
-        reply = await self._hub.run(self.key, rate=self.rate, burst=self.burst, threshold=1, op="penalize",
-                                    penalty=retry_after)
+        self._seen.penalize(retry_after)
+        reply = await self._hub.call(self.key, rate=self._seen.rate, burst=self._seen.burst, threshold=1,
+                                     op="penalize", penalty=retry_after)
         if reply is None:
             await self._fallback().penalize(retry_after)
         self._queue.wake_heads()
 
     def available(self) -> float:
-        if self._local is not None and not self._hub.reachable:
-            return self._local.available()
-        now = self._clock()
-        if now < self._blocked_until:
-            return 0.0
-        return min(float(self.burst), self._tokens + max(0.0, now - self._stamp) * self.rate)
+        return self._estimate().available()
 
     def waiting(self) -> int:
         return len(self._queue)
 
     def next_available_in(self, *, final: bool = False) -> float:
-        ahead = self._queue.ahead(final)
-        if self._local is not None and not self._hub.reachable:
-            return max(self._local.next_available_in(final=final), ahead / self._local.rate)
-        now = self._clock()
-        blocked = max(0.0, self._blocked_until - now)
-        needed = self._threshold(final) + ahead
-        tokens = self.available() if not blocked else 0.0
-        if not blocked and tokens + _EPSILON >= needed:
-            return 0.0
-        return max(blocked, (needed - tokens) / self.rate, _MIN_WAIT)
+        return self._estimate().wait(final, self._queue.ahead(final))
 
     # -- internals -------------------------------------------------------------------------------------
 
-    def _threshold(self, final: bool) -> int:
-        return 1 if final else self.reserve + 1
-
     async def _take(self, final: bool) -> bool:
-        reply = await self._hub.run(self.key, rate=self.rate, burst=self.burst, threshold=self._threshold(final),
-                                    op="take")
+        seen = self._seen
+        reply = await self._hub.call(self.key, rate=seen.rate, burst=seen.burst, threshold=seen.threshold(final),
+                                     op="take")
         if reply is None:
             return await self._fallback().try_acquire(final=final)
         self._local = None  # Redis is back: the next outage splits the limit by the replicas seen then
         granted, tokens, _, blocked_for = reply
-        now = self._clock()
-        self._tokens, self._stamp = tokens, now
-        self._blocked_until = now + blocked_for if blocked_for > 0 else float("-inf")
+        seen.observe(tokens, blocked_for)
         return granted
 
-    def _own_wait(self, final: bool) -> float:
+    def _estimate(self) -> BucketState:
+        """The bucket writes are measured against now: this replica's share while Redis is away, else the
+        last reply from Redis."""
         if self._local is not None and not self._hub.reachable:
-            return max(self._local.next_available_in(final=final), _MIN_WAIT)
-        now = self._clock()
-        blocked = max(0.0, self._blocked_until - now)
-        shortfall = max(0.0, (self._threshold(final) - self.available()) / self.rate)
-        return max(blocked, shortfall, _MIN_WAIT)
+            return self._local.state
+        return self._seen
 
     def _fallback(self) -> TokenBucketBudget:
         if self._local is None:
-            self._local = self._hub.fallback(rate=self.rate, burst=self.burst, reserve=self.reserve)
+            seen = self._seen
+            self._local = self._hub.fallback(rate=seen.rate, burst=seen.burst, reserve=seen.reserve)
         return self._local

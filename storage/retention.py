@@ -41,11 +41,6 @@ class Deleted:
     feedback: int = 0
     usage_rolled_up: int = 0
 
-    def __iadd__(self, other: Deleted) -> Deleted:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-        return self
-
     @property
     def total(self) -> int:
         return sum(getattr(self, f.name) for f in fields(self))
