@@ -36,11 +36,13 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 # Environment variables that carry secrets or deployment facts, and the config key each one fills.
-SECRET_ENV: dict[str, tuple[str, str]] = {
+SECRET_ENV: dict[str, tuple[str, ...]] = {
     "MOONSHOT_API_KEY": ("kimi", "api_key"),
     "SLACK_BOT_TOKEN": ("slack", "bot_token"),
     "SLACK_APP_TOKEN": ("slack", "app_token"),
     "SLACK_SIGNING_SECRET": ("slack", "signing_secret"),
+    "SLACK_CLIENT_ID": ("slack", "oauth", "client_id"),
+    "SLACK_CLIENT_SECRET": ("slack", "oauth", "client_secret"),
     "DISCORD_TOKEN": ("discord", "token"),
     "DATABASE_URL": ("storage", "url"),
     "KIMIBOT_DATABASE_URL": ("storage", "url"),

@@ -54,8 +54,39 @@ class SlackAssistantConfig(Section):
     streaming: Literal["edit", "native"] = "native"
 
 
+# The bot scopes of adapters/slack/manifest.yaml: what an OAuth install asks each workspace for.
+DEFAULT_BOT_SCOPES = ["app_mentions:read", "assistant:write", "chat:write", "channels:history", "groups:history",
+                      "im:history", "mpim:history", "files:read", "commands", "users:read"]
+
+
+class SlackOAuthConfig(Section):
+    """Multi-workspace installs through Slack's OAuth flow: on when `client_id` is set. Each workspace's bot
+    token is kept in kimibot's database; `bot_token` is then not used."""
+
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    scopes: list[str] = Field(default_factory=lambda: list(DEFAULT_BOT_SCOPES), min_length=1)
+    # Served on the Slack HTTP listener ([slack] http_host/http_port), in Socket Mode too.
+    install_path: str = Field(default="/slack/install", pattern=r"^/\S*$")
+    redirect_path: str = Field(default="/slack/oauth_redirect", pattern=r"^/\S*$")
+    # The full public URL of redirect_path, when the app has several redirect URLs (else Slack uses its own).
+    redirect_uri: str | None = None
+    authorize_url: str = "https://slack.com/oauth/v2/authorize"
+    # How long an install link stays valid between /slack/install and Slack's redirect back.
+    state_expiration_seconds: int = Field(default=600, ge=60, le=86400)
+
+    @field_validator("authorize_url", "redirect_uri")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return check_url(value) if value is not None else None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.client_id)
+
+
 class SlackConfig(Section):
-    enabled: bool | None = None  # None: on when a bot token is set
+    enabled: bool | None = None  # None: on when a bot token (or an OAuth client id) is set
     bot_token: SecretStr | None = None
     app_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
@@ -81,6 +112,7 @@ class SlackConfig(Section):
     # shows them); false keeps one running conversation per DM.
     dm_threads: bool = True
     assistant: SlackAssistantConfig = Field(default_factory=SlackAssistantConfig)
+    oauth: SlackOAuthConfig = Field(default_factory=SlackOAuthConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
 
     @field_validator("api_url")
@@ -90,7 +122,8 @@ class SlackConfig(Section):
 
     @property
     def active(self) -> bool:
-        return self.bot_token is not None if self.enabled is None else self.enabled
+        configured = self.bot_token is not None or self.oauth.enabled
+        return configured if self.enabled is None else self.enabled
 
 
 class DiscordConfig(Section):

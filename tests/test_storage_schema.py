@@ -10,6 +10,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from sqlalchemy import Integer, MetaData, inspect
 from sqlalchemy.engine import Connection, make_url
 
@@ -17,10 +19,25 @@ from storage.db import alembic_config, make_engine, migrate, normalize_url
 from storage.models import Base
 
 TABLES = {"conversations", "messages", "attachments", "processed_events", "message_refs", "usage", "turns",
-          "channel_settings", "feedback", "limit_lifts"}
+          "channel_settings", "feedback", "limit_lifts", "slack_installations", "slack_bots", "slack_oauth_states"}
 
 
-def _schema_diff(connection: Connection, metadata: MetaData = Base.metadata) -> list[Any]:
+def _expected_metadata() -> MetaData:
+    """kimibot's models and the tables slack_sdk's OAuth stores use (migration 0008 writes those out): if a
+    slack_sdk upgrade changes its tables, the comparison below says so."""
+    metadata = MetaData(naming_convention=Base.metadata.naming_convention)
+    for table in Base.metadata.tables.values():
+        table.to_metadata(metadata)
+    SQLAlchemyInstallationStore.build_installations_table(metadata, "slack_installations")
+    SQLAlchemyInstallationStore.build_bots_table(metadata, "slack_bots")
+    SQLAlchemyOAuthStateStore.build_oauth_states_table(metadata, "slack_oauth_states")
+    return metadata
+
+
+EXPECTED = _expected_metadata()
+
+
+def _schema_diff(connection: Connection, metadata: MetaData = EXPECTED) -> list[Any]:
     context = MigrationContext.configure(connection, opts={"compare_type": True})
     return list(compare_metadata(context, metadata))
 
@@ -67,9 +84,7 @@ async def test_migration_creates_schema_matching_models(db_url: str) -> None:
 async def test_schema_comparison_detects_drift(db_url: str) -> None:
     """The comparison above is only worth something if it notices a missing index or a changed type."""
     await migrate(db_url)
-    altered = MetaData(naming_convention=Base.metadata.naming_convention)
-    for table in Base.metadata.tables.values():
-        table.to_metadata(altered)
+    altered = _expected_metadata()
     altered.tables["usage"].c.cost_usd.type = Integer()
     engine = make_engine(db_url)
     try:

@@ -20,15 +20,12 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.ask_about import AskAbout
 from adapters.slack.assistant import SlackAssistant
 from adapters.slack.backfill import ThreadReader
+from adapters.slack.clients import SlackClients
 from adapters.slack.commands import SlashCommands
 from adapters.slack.events import PLATFORM, SlackEvent, ignore_reason, incoming, parse_event, without_own_mention
 from adapters.slack.feedback import SlackFeedback
@@ -37,6 +34,7 @@ from adapters.slack.home import AppHome
 from adapters.slack.http_gate import MAX_BODY_BYTES, RequestGate
 from adapters.slack.limits import AllowanceRegistry, SlackLimits
 from adapters.slack.names import SlackNames
+from adapters.slack.oauth import SlackInstalls
 from adapters.slack.resume import SlackResumer
 from adapters.slack.surface import SlackSurface
 from bot.access import AccessPolicy
@@ -53,20 +51,25 @@ class SlackAdapter:
     def __init__(self, services: Services, *, limits: SlackLimits | None = None) -> None:
         self.services = services
         self.config = cfg = services.config.slack
-        if cfg.bot_token is None:
-            raise ValueError("slack.bot_token is not set")
-        token = cfg.bot_token.get_secret_value()
-        self.token = token
-        # Reads and one-off posts may wait out a 429 inside the SDK; streamed writes must not (stale text).
-        self.client = AsyncWebClient(token=token, base_url=cfg.api_url)
-        self.client.retry_handlers.extend([AsyncRateLimitErrorRetryHandler(max_retry_count=2),
-                                           AsyncServerErrorRetryHandler(max_retry_count=1)])
-        self.write_client = AsyncWebClient(token=token, base_url=cfg.api_url)
         secret = cfg.signing_secret.get_secret_value() if cfg.signing_secret else None
         # Bolt's loggers copy their level from the logger given here when they are made (from the root's
         # otherwise), so this is what keeps its INFO lines (request bodies among them) out of the log.
-        self.app = AsyncApp(client=self.client, signing_secret=secret, request_verification_enabled=secret is not None,
-                            logger=logging.getLogger("slack_bolt"))
+        bolt_logger = logging.getLogger("slack_bolt")
+        self.installs: SlackInstalls | None = None
+        if cfg.oauth.enabled:
+            self.installs = SlackInstalls(cfg.oauth, services.store.engine, bolt_logger)
+            self.clients = SlackClients(cfg.api_url, find_token=self.installs.find_token)
+            self.app = AsyncApp(client=self.clients.app_client, signing_secret=secret,
+                                request_verification_enabled=secret is not None, logger=bolt_logger,
+                                oauth_settings=self.installs.settings, authorize=self.installs.authorize)
+            self.installs.listen(self.app, self.clients)
+        else:
+            if cfg.bot_token is None:
+                raise ValueError("slack.bot_token is not set")
+            self.clients = SlackClients.single(cfg.bot_token.get_secret_value(), cfg.api_url)
+            self.app = AsyncApp(client=self.clients.app_client, signing_secret=secret,
+                                request_verification_enabled=secret is not None, logger=bolt_logger)
+        self.app.use(self._remember_workspace)
         # HTTP mode needs the signing secret (runner.check_config); Socket Mode connections are authenticated.
         metrics = services.engine.metrics
         self.gate = RequestGate(secret, on_refused=lambda status: metrics.rejected.labels(PLATFORM, str(status)).inc()
@@ -95,6 +98,16 @@ class SlackAdapter:
         self.assistant = SlackAssistant(self, route=self._on_event)
         self.home = AppHome(self)
         self.ask_about = AskAbout(self)
+
+    def client(self, team: str) -> AsyncWebClient:
+        """The workspace's Web API client for reads and one-off posts (raises NotInstalled if it has none)."""
+        return self.clients.get(team).client
+
+    async def _remember_workspace(self, context: Any, next_: Callable[[], Awaitable[Any]]) -> Any:
+        """Every authorized request brings its workspace's bot token (one, or the one its install stored)."""
+        if context.team_id and context.bot_token:
+            self.clients.remember(context.team_id, context.bot_token)
+        return await next_()
 
     def _lookup_budgets(self, team: str) -> tuple[WriteBudget, WriteBudget]:
         allowances = self.allowances.for_team(team)
@@ -162,8 +175,12 @@ class SlackAdapter:
 
         # The gate answers 413 itself; aiohttp's own limit is only the backstop for bodies without a length.
         application = web.Application(client_max_size=MAX_BODY_BYTES)
-        application.add_routes([web.post(path, events), web.get("/healthz", healthz)])
+        application.add_routes([web.post(path, events), web.get("/healthz", healthz), *self.install_routes()])
         return application
+
+    def install_routes(self) -> list[web.RouteDef]:
+        """/slack/install and /slack/oauth_redirect when installs go through OAuth (none otherwise)."""
+        return self.installs.routes(self.app) if self.installs is not None else []
 
     # -- surfaces -------------------------------------------------------------------------------------
 
@@ -181,8 +198,8 @@ class SlackAdapter:
         cfg = self.config
         helper = cfg.assistant if assistant and cfg.assistant.enabled and thread_ts else None
         key = ConversationKey(PLATFORM, team, channel, thread_ts or "")
-        return SlackSurface(client=self.write_client, allowances=self.allowances.for_team(team), channel=channel,
-                            thread_ts=thread_ts, team_id=team, recipient=recipient,
+        return SlackSurface(client=self.clients.get(team).write_client, allowances=self.allowances.for_team(team),
+                            channel=channel, thread_ts=thread_ts, team_id=team, recipient=recipient,
                             streaming=helper.streaming if helper else cfg.streaming, text_format=cfg.text_format,
                             max_chars=cfg.max_message_chars, overflow=cfg.overflow, assistant=helper is not None,
                             loading_messages=helper.loading_messages if helper else (), stops=self.assistant.stops,
@@ -206,8 +223,10 @@ class SlackAdapter:
         ticket = self.services.engine.reserve(ConversationKey(PLATFORM, ev.team, ev.channel, ev.key_thread))
         self.spawn(self._answer(ev, context.bot_user_id, context.bot_id, scopes, ticket), name="slack-answer")
 
-    def files(self) -> SlackFiles:
-        return SlackFiles(client=self.client, session=self.session, token=self.token, api_url=self.config.api_url)
+    def files(self, team: str) -> SlackFiles:
+        clients = self.clients.get(team)
+        return SlackFiles(client=clients.client, session=self.session, token=clients.token,
+                          api_url=self.config.api_url)
 
     async def _answer(self, ev: SlackEvent, bot_user_id: str | None, bot_id: str | None,
                       scopes: list[str] | None, ticket: Ticket) -> None:
@@ -237,7 +256,7 @@ class SlackAdapter:
             if ev.mentioned and ev.in_thread and not ev.is_dm and self.access.check(message).allowed:
                 note = await self.reader.read_once(ev, bot_user_id, bot_id)
                 notes = (note,) if note else ()
-            attachments = await self.files().attachments(ev.files, scopes) if ev.files else ()
+            attachments = await self.files(ev.team).attachments(ev.files, scopes) if ev.files else ()
             message = replace(message, attachments=attachments, notes=notes)
             surface = self.surface(ev.team, ev.channel, reply_thread, ev.user, assistant)
             if assistant and reply_thread and not await engine.has_history(message.key):

@@ -73,7 +73,7 @@ class AskAbout:
         }
         await self._adapter.allowances.for_team(team).views.acquire(final=True)
         try:
-            await self._adapter.client.views_open(trigger_id=trigger, view=form)
+            await self._adapter.client(team).views_open(trigger_id=trigger, view=form)
         except SlackApiError as error:
             log.info("ask-about form not opened", extra={"error": error_code(error)})
 
@@ -114,7 +114,7 @@ class AskAbout:
         else:
             channel, thread = posted[0], thread
         files = [{"id": f, "file_access": "check_file_info"} for f in place.get("files") or [] if isinstance(f, str)]
-        attachments = await adapter.files().attachments(files, None) if files else ()
+        attachments = await adapter.files(team).attachments(files, None) if files else ()
         message = IncomingMessage(platform=PLATFORM, workspace=team, channel=channel, thread=thread,
                                   message_id=posted[1], user=user, text=text, attachments=attachments,
                                   mentioned=True, is_dm=channel.startswith("D"),
@@ -136,7 +136,7 @@ class AskAbout:
         text = f"<@{user}> asked Kimi about this message{where}:\n{quoted(escape(question))}"
         await adapter.allowances.for_team(team).post(channel).acquire(final=True)
         try:
-            response = await adapter.client.chat_postMessage(channel=channel, text=text,
+            response = await adapter.client(team).chat_postMessage(channel=channel, text=text,
                                                               **({"thread_ts": thread} if thread else {}))
         except SlackApiError as error:
             log.info("ask-about question not posted", extra={"error": error_code(error)})
@@ -145,6 +145,6 @@ class AskAbout:
 
     async def _tell(self, team: str, user: str, text: str) -> None:
         try:
-            await self._adapter.client.chat_postMessage(channel=user, text=text)
+            await self._adapter.client(team).chat_postMessage(channel=user, text=text)
         except SlackApiError as error:
             log.info("ask-about refusal not delivered", extra={"error": error_code(error)})

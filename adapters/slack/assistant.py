@@ -116,7 +116,7 @@ class SlackAssistant:
         if len(self._prompted) > 10_000:
             self._prompted = {k: v for k, v in self._prompted.items() if now - v < 60.0}
         if await self._budget(team):
-            await self._call(team, "prompts", self._adapter.client.assistant_threads_setSuggestedPrompts(
+            await self._call(team, "prompts", self._adapter.client(team).assistant_threads_setSuggestedPrompts(
                 channel_id=dm, prompts=self.prompts))
 
     async def title(self, team: str, channel: str, thread_ts: str, question: str) -> None:
@@ -126,7 +126,7 @@ class SlackAssistant:
         title = " ".join(question.split())
         title = title if len(title) <= MAX_TITLE else title[:MAX_TITLE - 1].rstrip() + "…"
         if await self._budget(team):
-            await self._call(team, "title", self._adapter.client.assistant_threads_setTitle(
+            await self._call(team, "title", self._adapter.client(team).assistant_threads_setTitle(
                 channel_id=channel, thread_ts=thread_ts, title=title))
 
     async def _budget(self, team: str) -> bool:

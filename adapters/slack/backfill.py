@@ -35,9 +35,9 @@ ANSWERABLE = ("", "file_share", "thread_broadcast", "bot_message")
 
 
 class ThreadReader:
-    def __init__(self, *, client: AsyncWebClient, engine: Engine, store: Store, names: SlackNames,
+    def __init__(self, *, client: Callable[[str], AsyncWebClient], engine: Engine, store: Store, names: SlackNames,
                  budget: Callable[[str], WriteBudget], limit: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self._client = client
+        self._client = client  # team id -> that workspace's client
         self._engine = engine
         self._store = store
         self._names = names
@@ -89,7 +89,7 @@ class ThreadReader:
         for _ in range(MAX_PAGES):
             await self._budget(ev.team).acquire(final=True)
             try:
-                response = await self._client.conversations_replies(
+                response = await self._client(ev.team).conversations_replies(
                     channel=ev.channel, ts=ev.thread_ts or ev.ts, limit=min(PAGE, self._limit + 1),
                     cursor=cursor or None)
             except Exception as error:  # read what we could; the answer goes ahead

@@ -90,7 +90,7 @@ class SlashCommands:
         if subcommand is not None:
             message = IncomingMessage(**base, thread="dm" if is_dm else "channel",
                                       message_id=str(command.get("trigger_id") or ""), text=text)
-            surface = RespondSurface(respond, client=adapter.client, channel=channel, user=user)
+            surface = RespondSurface(respond, client=adapter.client(team), channel=channel, user=user)
             decision = adapter.access.check(message)
             if not decision.allowed:
                 await surface.post(decision.reason)
@@ -107,7 +107,7 @@ class SlashCommands:
         await allowances.post(channel).acquire(final=True)
         quoted = "\n".join(f"> {escape(line)}" for line in text.splitlines()[:20])
         try:
-            parent = await adapter.client.chat_postMessage(
+            parent = await adapter.client(team).chat_postMessage(
                 channel=channel, text=f"<@{user}> asked with `{adapter.config.slash_command}`:\n{quoted}")
         except SlackApiError as error:
             log.info("slash command parent not posted", extra={"error": error_code(error)})

@@ -58,7 +58,7 @@ class SlackFeedback:
         if not await budget.try_acquire(final=True):
             return  # the trigger lasts 3 s: a form that cannot open now never can; the rating is kept
         try:
-            await self._adapter.client.views_open(trigger_id=trigger, view=reason_form(press.turn_id))
+            await self._adapter.client(team).views_open(trigger_id=trigger, view=reason_form(press.turn_id))
         except SlackApiError as error:
             log.info("feedback form not opened", extra={"error": error_code(error)})
 

@@ -56,7 +56,7 @@ class AppHome:
         blocks = await self.blocks(team, user)
         await self._adapter.allowances.for_team(team).views.acquire()
         try:
-            await self._adapter.client.views_publish(user_id=user, view={"type": "home", "blocks": blocks})
+            await self._adapter.client(team).views_publish(user_id=user, view={"type": "home", "blocks": blocks})
         except SlackApiError as error:
             log.warning("app home not published", extra={"error": error_code(error)})
 

@@ -60,9 +60,10 @@ class _Cache:
 
 
 class SlackNames:
-    def __init__(self, client: AsyncWebClient, allowances: Callable[[str], tuple[WriteBudget, WriteBudget]], *,
+    def __init__(self, client: Callable[[str], AsyncWebClient],
+                 allowances: Callable[[str], tuple[WriteBudget, WriteBudget]], *,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._client = client
+        self._client = client  # team id -> that workspace's client
         self._allowances = allowances  # team id -> (users.info budget, conversations.info budget)
         self._users = _Cache(clock)
         self._channels = _Cache(clock)
@@ -93,7 +94,7 @@ class SlackNames:
     async def _user(self, team_id: str, user_id: str) -> str:
         await self._allowances(team_id)[0].acquire(final=True)
         try:
-            response = await self._client.users_info(user=user_id)
+            response = await self._client(team_id).users_info(user=user_id)
             user = response.get("user") or {}
             profile = user.get("profile") or {}
             return str(profile.get("display_name") or profile.get("real_name") or user.get("real_name")
@@ -105,7 +106,7 @@ class SlackNames:
     async def _channel(self, team_id: str, channel_id: str) -> str:
         await self._allowances(team_id)[1].acquire(final=True)
         try:
-            response = await self._client.conversations_info(channel=channel_id)
+            response = await self._client(team_id).conversations_info(channel=channel_id)
             channel = response.get("channel") or {}
             return str(channel.get("name") or ("a direct message" if channel.get("is_im") else channel_id))
         except Exception as error:

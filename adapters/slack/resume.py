@@ -28,6 +28,7 @@ class SlackResumer:
     @contextlib.asynccontextmanager
     async def surface_for(self, turn: ResumedTurn) -> AsyncIterator[SlackSurface]:
         address: dict[str, Any] = turn.reply
+        await self._adapter.clients.load(str(address.get("team") or ""))  # no request brought its token
         surface = self._adapter.surface(str(address.get("team") or ""), str(address.get("channel") or ""),
                                         address.get("thread_ts"), address.get("recipient"),
                                         bool(address.get("assistant")))
@@ -47,7 +48,7 @@ class SlackResumer:
                 log.debug("no stream to close on resume", extra={"error": error_code(error)})
 
     def attachments_for(self, turn: ResumedTurn) -> tuple[IncomingAttachment, ...]:
-        files = self._adapter.files()
+        files = self._adapter.files(str(turn.reply.get("team") or ""))
         return tuple(files.again(str(a.get("filename") or "file"), a.get("mime"), a.get("size"),
                                  str(a.get("source") or ""), str(a.get("ref") or ""))
                      for a in turn.question.get("attachments") or () if isinstance(a, dict))

@@ -22,8 +22,13 @@ log = logging.getLogger(__name__)
 
 def check_config(services: Services) -> None:
     cfg = services.config.slack
-    if cfg.bot_token is None:
-        raise ConfigError("slack.bot_token: not set; export SLACK_BOT_TOKEN=xoxb-...")
+    if cfg.oauth.enabled:
+        if cfg.oauth.client_secret is None:
+            raise ConfigError("slack.oauth.client_secret: installs through OAuth need it; "
+                              "export SLACK_CLIENT_SECRET=...")
+    elif cfg.bot_token is None:
+        raise ConfigError("slack.bot_token: not set; export SLACK_BOT_TOKEN=xoxb-... "
+                          "(or set [slack.oauth] client_id to install in workspaces through OAuth)")
     if cfg.mode == "http" and cfg.signing_secret is None:
         raise ConfigError("slack.signing_secret: HTTP mode needs it; export SLACK_SIGNING_SECRET=...")
     if cfg.mode == "socket" and cfg.app_token is None:
@@ -36,7 +41,9 @@ async def preflight(adapter: SlackAdapter) -> None:
     Socket Mode connection forever, and a bad bot token would only show up as failed answers."""
     cfg = adapter.config
     try:
-        await adapter.client.auth_test()
+        # With OAuth installs there is no token of its own to check; each install's is checked by Bolt.
+        if adapter.installs is None:
+            await adapter.clients.app_client.auth_test()
     except SlackApiError as error:
         raise ConfigError(f"slack.bot_token: Slack refused it ({error_code(error)}); "
                           "check SLACK_BOT_TOKEN (xoxb-...)") from None
@@ -95,6 +102,7 @@ async def _serve_socket(adapter: SlackAdapter, stopping: asyncio.Event) -> None:
     app_token = adapter.config.app_token
     assert app_token is not None
     handler = AsyncSocketModeHandler(adapter.app, app_token.get_secret_value())
+    pages = await _serve_install_pages(adapter)
     # The handler owns a client session and a queue task from construction on, and connect_async retries
     # a refused token forever, so a cancel during connect must close it too.
     closed = False
@@ -111,3 +119,20 @@ async def _serve_socket(adapter: SlackAdapter, stopping: asyncio.Event) -> None:
     finally:
         if not closed:
             await handler.close_async()
+        if pages is not None:
+            await pages.cleanup()
+
+
+async def _serve_install_pages(adapter: SlackAdapter) -> web.AppRunner | None:
+    """Socket Mode needs no HTTP listener for events, but a browser still visits the OAuth install pages."""
+    routes = adapter.install_routes()
+    if not routes:
+        return None
+    application = web.Application()
+    application.add_routes(routes)
+    runner = web.AppRunner(application, access_log=None)
+    await runner.setup()
+    cfg = adapter.config
+    await web.TCPSite(runner, cfg.http_host, cfg.http_port).start()
+    log.info("slack install pages listening", extra={"host": cfg.http_host, "port": cfg.http_port})
+    return runner

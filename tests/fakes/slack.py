@@ -21,6 +21,7 @@ from aiohttp import web
 from tests.fakes.slack_events import Delivery, EventSender, SenderOptions
 from tests.fakes.slack_inspect import SlackInspection
 from tests.fakes.slack_interactive import Interactive, ViewMethods
+from tests.fakes.slack_oauth import OAuthServer
 from tests.fakes.slack_payloads import Payloads
 from tests.fakes.slack_rate import RateConfig, RateLimiter
 from tests.fakes.slack_socket import SocketAck, SocketDelivery, SocketModeServer, SocketOptions
@@ -64,6 +65,8 @@ class FakeSlack(SlackInspection):
     bot_user_id = "U0FAKEBOT1"
     bot_id = "B0FAKEBOT1"
     app_id = "A0FAKEAPP1"
+    client_id = "1111111111.2222222222"  # the app's OAuth credentials
+    client_secret = "fake-client-secret"
     alice = "U0ALICE001"
     bob = "U0BOB00001"
     general = "C0GENERAL1"  # the bot is a member
@@ -96,6 +99,8 @@ class FakeSlack(SlackInspection):
         self.assistant = AssistantMethods(self.web)
         ReadMethods(self.web)
         self.file_server = FileServer(self.state, self.options)
+        self.oauth = OAuthServer(self.state, self.add_workspace, client_id=self.client_id,
+                                 client_secret=self.client_secret)
         self.sender = EventSender(
             SenderOptions(
                 signing_secret=signing_secret,
@@ -134,7 +139,7 @@ class FakeSlack(SlackInspection):
 
     async def start(self) -> None:
         app = web.Application()
-        app.add_routes([*self.socket.routes(), web.route("*", "/api/{method}", self.web.handle),
+        app.add_routes([*self.socket.routes(), *self.oauth.routes(), web.route("*", "/api/{method}", self.web.handle),
                         *self.file_server.routes()])
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -1,0 +1,212 @@
+"""Multi-workspace Slack: a person installs kimibot through OAuth in a browser (kimibot's /slack/install, Slack's
+consent page, the redirect back), then each workspace is answered with its own stored token; uninstalls and
+revoked tokens stop it at once, on every replica sharing the database."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
+
+from adapters.slack.runner import check_config
+from bot.config import ConfigError
+from storage.store import Store
+from tests.fakes.kimi import FakeKimi, Reply
+from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_oauth import Approval
+from tests.fixtures.engine import make_config
+from tests.fixtures.slack_bot import SlackBot, start_bot
+
+SECOND = "T0SECOND01"
+CAROL = "U0CAROL001"
+STATE_COOKIE = "slack-app-oauth-state"
+
+
+def oauth_settings(fake: FakeSlack, **extra: Any) -> dict[str, Any]:
+    return {"bot_token": None, "oauth": {"client_id": fake.client_id, "client_secret": fake.client_secret,
+                                         "authorize_url": f"{fake.root}oauth/v2/authorize", **extra}}
+
+
+@pytest.fixture
+async def oauth_bot(fast_slack: FakeSlack, kimi: FakeKimi, store: Store) -> AsyncIterator[SlackBot]:
+    harness = await start_bot(fast_slack, kimi, store, **oauth_settings(fast_slack))
+    fast_slack.oauth.redirect_urls = [harness.url.replace("/slack/events", "/slack/oauth_redirect")]
+    yield harness
+    await harness.close()
+
+
+async def install(bot: SlackBot, approval: Approval, *, cookie: bool = True) -> tuple[int, str]:
+    """What a person's browser does: open the install page, follow its link to Slack, approve, come back."""
+    base = bot.url.removesuffix("/slack/events")
+    bot.fake.oauth.next_approval = approval
+    async with aiohttp.ClientSession() as browser:
+        page = await browser.get(f"{base}/slack/install", allow_redirects=False)
+        assert page.status == 200
+        link = re.search(r'href="([^"]*/oauth/v2/authorize\?[^"]*)"', await page.text())
+        assert link is not None
+        state = page.cookies[STATE_COOKIE].value
+        consent = await browser.get(html.unescape(link.group(1)), allow_redirects=False)
+        assert consent.status == 302
+        back = await browser.get(consent.headers["Location"], allow_redirects=False,
+                                 headers={"Cookie": f"{STATE_COOKIE}={state}"} if cookie else {})
+        return back.status, await back.text()
+
+
+def second_workspace(fake: FakeSlack) -> str:
+    """Carol's workspace: her and a channel there (the workspace itself appears when she installs)."""
+    fake.add_user("carol", user_id=CAROL, team_id=SECOND, real_name="Carol Example")
+    return fake.add_channel("team-two", team_id=SECOND).id
+
+
+async def ask(bot: SlackBot, channel: str, team: str, text: str) -> str:
+    mention = bot.fake.payloads.app_mention(channel, CAROL if team == SECOND else bot.fake.alice, text)
+    await bot.fake.send_event(bot.url, mention, team_id=team)
+    return str(mention["ts"])
+
+
+async def replies_by(bot: SlackBot, channel: str, ts: str, team: str, *, wait: float = 5.0) -> list[str]:
+    """Texts of the bot's replies in the thread, by the bot user of `team`'s install."""
+    bot_id = bot.fake.state.workspaces[team].bot_id
+    async with asyncio.timeout(max(wait, 5.0)):
+        while True:
+            await bot.adapter.idle()
+            replies = [m.text for m in bot.thread(channel, ts) if m.bot_id == bot_id and m.ts != ts]
+            if replies or wait == 0:
+                return replies
+            await asyncio.sleep(0.05)
+
+
+async def gone(store: Store, client_id: str, team: str) -> None:
+    """Until the workspace's bot is no longer stored (Bolt runs event listeners after its HTTP ack)."""
+    installations = AsyncSQLAlchemyInstallationStore(client_id, store.engine)
+    async with asyncio.timeout(5):
+        while await installations.async_find_bot(enterprise_id=None, team_id=team) is not None:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+async def test_a_workspace_installed_through_oauth_is_answered_with_its_own_token(
+        oauth_bot: SlackBot, kimi: FakeKimi, store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    channel = second_workspace(oauth_bot.fake)
+    kimi.enqueue(Reply(content="Hello from Kimi, team two."))
+    with caplog.at_level(logging.INFO, logger="adapters.slack.oauth"):
+        status, page = await install(oauth_bot, Approval(SECOND, "Second Workspace", CAROL))
+    assert status == 200 and "Thank you!" in page, page
+    assert [e["outcome"] for e in oauth_bot.fake.oauth.exchanges] == ["ok"]
+    installed = [r for r in caplog.records if r.getMessage() == "slack workspace installed"]
+    assert [getattr(r, "team", None) for r in installed] == [SECOND]
+    token = oauth_bot.fake.state.workspaces[SECOND].bot_token
+    assert token not in caplog.text  # tokens never reach the log
+
+    ts = await ask(oauth_bot, channel, SECOND, "hi there")
+    assert await replies_by(oauth_bot, channel, ts, SECOND) == ["Hello from Kimi, team two."]
+    writes = [c for c in oauth_bot.fake.calls if c.method.startswith("chat.")]
+    assert writes and {c.team_id for c in writes} == {SECOND}
+
+    # The first workspace never installed this app: its events are not authorized, nothing is answered there.
+    ts_first = await ask(oauth_bot, oauth_bot.fake.general, oauth_bot.fake.team_id, "and me?")
+    await asyncio.sleep(0.3)
+    assert await replies_by(oauth_bot, oauth_bot.fake.general, ts_first, oauth_bot.fake.team_id, wait=0) == []
+
+
+async def test_another_replica_on_the_same_database_answers_the_installed_workspace(
+        oauth_bot: SlackBot, fast_slack: FakeSlack, kimi: FakeKimi, store: Store) -> None:
+    channel = second_workspace(fast_slack)
+    assert (await install(oauth_bot, Approval(SECOND, "Second Workspace", CAROL)))[0] == 200
+    other = await start_bot(fast_slack, kimi, store, **oauth_settings(fast_slack))
+    try:
+        kimi.enqueue(Reply(content="Answered by the other replica."))
+        ts = await ask(other, channel, SECOND, "who answers?")
+        assert await replies_by(other, channel, ts, SECOND) == ["Answered by the other replica."]
+    finally:
+        await other.close()
+
+
+async def test_uninstall_deletes_the_workspace_and_its_events_go_unanswered(
+        oauth_bot: SlackBot, kimi: FakeKimi, store: Store) -> None:
+    fake = oauth_bot.fake
+    channel = second_workspace(fake)
+    assert (await install(oauth_bot, Approval(SECOND, "Second Workspace", CAROL)))[0] == 200
+    kimi.enqueue(Reply(content="Still here."))
+    ts = await ask(oauth_bot, channel, SECOND, "before")
+    assert await replies_by(oauth_bot, channel, ts, SECOND) == ["Still here."]
+
+    fake.oauth.revoke(SECOND)
+    delivery = await fake.send_event(oauth_bot.url, {"type": "app_uninstalled", "event_ts": "1.0"},
+                                     team_id=SECOND)
+    assert delivery.status == 200
+    await gone(store, fake.client_id, SECOND)
+    async with asyncio.timeout(5):
+        while SECOND in oauth_bot.adapter.clients:  # noqa: ASYNC110  (the listener's last step)
+            await asyncio.sleep(0.02)
+
+    ts = await ask(oauth_bot, channel, SECOND, "after")
+    await asyncio.sleep(0.3)
+    assert await replies_by(oauth_bot, channel, ts, SECOND, wait=0) == []
+    assert not [c for c in fake.calls if c.error == "invalid_auth"]  # no call was tried with the dead token
+
+
+async def test_revoked_bot_token_deletes_the_bot(oauth_bot: SlackBot, store: Store) -> None:
+    fake = oauth_bot.fake
+    second_workspace(fake)
+    assert (await install(oauth_bot, Approval(SECOND, "Second Workspace", CAROL)))[0] == 200
+    bot_user = fake.state.workspaces[SECOND].bot_user_id
+    fake.oauth.revoke(SECOND)
+    event = {"type": "tokens_revoked", "tokens": {"oauth": [], "bot": [bot_user]}, "event_ts": "1.0"}
+    assert (await fake.send_event(oauth_bot.url, event, team_id=SECOND)).status == 200
+    await gone(store, fake.client_id, SECOND)
+
+
+async def test_a_redirect_without_the_browsers_state_cookie_installs_nothing(oauth_bot: SlackBot,
+                                                                             store: Store) -> None:
+    """A link forged for someone else's browser: the state is not this browser's, so no code is exchanged."""
+    second_workspace(oauth_bot.fake)
+    status, _ = await install(oauth_bot, Approval(SECOND, "Second Workspace", CAROL), cookie=False)
+    assert status >= 400
+    assert oauth_bot.fake.oauth.exchanges == []
+    installations = AsyncSQLAlchemyInstallationStore(oauth_bot.fake.client_id, store.engine)
+    assert await installations.async_find_bot(enterprise_id=None, team_id=SECOND) is None
+
+
+async def test_a_cancelled_consent_installs_nothing(oauth_bot: SlackBot, store: Store) -> None:
+    second_workspace(oauth_bot.fake)
+    status, page = await install(oauth_bot, Approval(SECOND, "Second Workspace", CAROL, cancel=True))
+    assert status == 200 and "Something Went Wrong" in page  # Bolt answers a cancel with its failure page
+    assert oauth_bot.fake.oauth.exchanges == []
+    installations = AsyncSQLAlchemyInstallationStore(oauth_bot.fake.client_id, store.engine)
+    assert await installations.async_find_bot(enterprise_id=None, team_id=SECOND) is None
+
+
+async def test_a_wrong_client_secret_is_refused_by_slack_and_installs_nothing(
+        fast_slack: FakeSlack, kimi: FakeKimi, store: Store) -> None:
+    settings = oauth_settings(fast_slack)
+    settings["oauth"]["client_secret"] = "not-the-secret"
+    harness = await start_bot(fast_slack, kimi, store, **settings)
+    fast_slack.oauth.redirect_urls = [harness.url.replace("/slack/events", "/slack/oauth_redirect")]
+    try:
+        second_workspace(fast_slack)
+        status, _ = await install(harness, Approval(SECOND, "Second Workspace", CAROL))
+    finally:
+        await harness.close()
+    assert status >= 400
+    assert [e["outcome"] for e in fast_slack.oauth.exchanges] == ["bad_client_secret"]
+
+
+def test_oauth_needs_its_client_secret_and_replaces_the_bot_token(kimi: FakeKimi) -> None:
+    from bot.app import Services  # noqa: F401  (check_config reads only services.config)
+
+    class Only:
+        def __init__(self, **slack: Any) -> None:
+            self.config = make_config(kimi, slack={"signing_secret": "s", "mode": "http", **slack})
+
+    with pytest.raises(ConfigError, match=r"^slack\.oauth\.client_secret: "):
+        check_config(Only(oauth={"client_id": "1.2"}))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^slack\.bot_token: not set.*\[slack\.oauth\] client_id"):
+        check_config(Only())  # type: ignore[arg-type]
+    check_config(Only(oauth={"client_id": "1.2", "client_secret": "x"}))  # type: ignore[arg-type]
