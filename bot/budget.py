@@ -13,6 +13,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from bot.metrics import Metrics, budget_wait
+
 # A waiter that finds the bucket short recomputes after at least this long, so float rounding and timers
 # that fire a hair early cannot turn into a busy loop.
 _MIN_WAIT = 0.001
@@ -32,9 +34,10 @@ class WaitQueue:
     """Writers waiting for one bucket: finals before interim writes, each kind in arrival order; only the
     head of the queue tries the bucket, so nobody is overtaken and a busy bucket is not polled by everyone."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_waited: Callable[[float], object] | None = None) -> None:
         self._final: deque[_Waiter] = deque()
         self._interim: deque[_Waiter] = deque()
+        self._on_waited = on_waited  # seconds a writer queued before it was served (metrics)
 
     def __len__(self) -> int:
         return len(self._final) + len(self._interim)
@@ -48,6 +51,7 @@ class WaitQueue:
         waiter = _Waiter(final)
         queue = self._final if final else self._interim
         queue.append(waiter)
+        started = time.monotonic()
         try:
             while True:
                 waiter.wake.clear()
@@ -55,6 +59,8 @@ class WaitQueue:
                     await waiter.wake.wait()
                     continue
                 if await take():
+                    if self._on_waited is not None:
+                        self._on_waited(time.monotonic() - started)
                     return
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max(wait(), _MIN_WAIT)):
@@ -150,10 +156,10 @@ class TokenBucketBudget:
     kind, waiters are served in arrival order, and `try_acquire` never jumps ahead of a queued waiter.
     """
 
-    def __init__(self, *, rate: float, burst: int, reserve: int = 0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, rate: float, burst: int, reserve: int = 0, clock: Callable[[], float] = time.monotonic,
+                 on_waited: Callable[[float], object] | None = None) -> None:
         self._state = BucketState(rate=rate, burst=burst, reserve=reserve, clock=clock)
-        self._queue = WaitQueue()
+        self._queue = WaitQueue(on_waited)
 
     @property
     def state(self) -> BucketState:
@@ -233,8 +239,9 @@ class LocalTally:
 class LocalBudgets:
     """Budgets kept in this process: right for one replica (or for several, scaled by hand with rate_scale)."""
 
-    def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, *, clock: Callable[[], float] | None = None, metrics: Metrics | None = None) -> None:
         self._clock = clock
+        self._metrics = metrics
         self._tallies: dict[str, LocalTally] = {}
 
     def tally(self, key: str) -> LocalTally:
@@ -247,4 +254,5 @@ class LocalBudgets:
 
     def bucket(self, key: str, *, rate: float, burst: int, reserve: int = 0) -> TokenBucketBudget:
         kwargs = {"clock": self._clock} if self._clock else {}
-        return TokenBucketBudget(rate=rate, burst=burst, reserve=reserve, **kwargs)
+        return TokenBucketBudget(rate=rate, burst=burst, reserve=reserve, on_waited=budget_wait(self._metrics, key),
+                                 **kwargs)

@@ -77,7 +77,7 @@ class BudgetSource:
 
 def budget_source(config: RedisConfig, *, member: str, metrics: Metrics | None) -> BudgetSource:
     if config.url is None:
-        return BudgetSource(LocalBudgets())
+        return BudgetSource(LocalBudgets(metrics=metrics))
     try:
         from redis.asyncio import Redis
     except ImportError:

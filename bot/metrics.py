@@ -12,6 +12,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 # Chat answers take seconds to minutes: buckets for first text (fast) and final text (long).
 FIRST_TEXT_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60)
 FINAL_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 60)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -45,6 +46,9 @@ class Metrics:
                                         registry=registry)
         self.replicas = Gauge("kimibot_replicas", "Replicas sharing the platforms' limits, as last seen in Redis",
                               registry=registry)
+        self.budget_waits = Histogram("kimibot_budget_wait_seconds",
+                                      "How long writes queued for a platform limit, by limit (ids left out)",
+                                      ["budget"], buckets=WAIT_BUCKETS, registry=registry)
         self.queued = Gauge("kimibot_questions_waiting", "Questions waiting behind an answer in their conversation",
                             registry=registry)
 
@@ -53,3 +57,15 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def budget_family(key: str) -> str:
+    """A budget key without its ids: `slack:T012AB:chat.postMessage:C034CD` -> `slack:chat.postMessage`,
+    `discord:channel:1234` -> `discord:channel`. Slack's and Discord's ids have no lower-case letters; the parts
+    that name a platform, a method or a kind of limit do."""
+    return ":".join(part for part in key.split(":") if part != part.upper())
+
+
+def budget_wait(metrics: Metrics | None, key: str) -> Callable[[float], object] | None:
+    """What a budget calls with each wait, for kimibot_budget_wait_seconds (None without metrics)."""
+    return metrics.budget_waits.labels(budget_family(key)).observe if metrics is not None else None

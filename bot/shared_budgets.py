@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bot.budget import BucketState, TokenBucketBudget, WaitQueue
+from bot.metrics import budget_wait
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -174,7 +175,7 @@ class RedisBudgets:
 
     def bucket(self, key: str, *, rate: float, burst: int, reserve: int = 0) -> SharedBudget:
         return SharedBudget(self, f"{self._prefix}:bucket:{key}", rate=rate, burst=burst, reserve=reserve,
-                            clock=self._clock)
+                            clock=self._clock, on_waited=budget_wait(self._metrics, key))
 
     def fallback(self, *, rate: float, burst: int, reserve: int) -> TokenBucketBudget:
         """This process's share of a limit while Redis is away: the rate split over the replicas last seen."""
@@ -211,12 +212,12 @@ class SharedBudget:
     """One platform limit in Redis (`WriteBudget`). Estimates come from the last reply, refilled locally."""
 
     def __init__(self, hub: RedisBudgets, key: str, *, rate: float, burst: int, reserve: int,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], on_waited: Callable[[float], object] | None = None) -> None:
         self._hub = hub
         self.key = key
         self._seen = BucketState(rate=rate, burst=burst, reserve=reserve, clock=clock)
         self._local: TokenBucketBudget | None = None
-        self._queue = WaitQueue()
+        self._queue = WaitQueue(on_waited)
 
     async def try_acquire(self, *, final: bool = False) -> bool:
         return not self._queue.ahead(final) and await self._take(final)

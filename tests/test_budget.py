@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from bot.budget import TokenBucketBudget, UnlimitedBudget
+from bot.budget import LocalBudgets, TokenBucketBudget, UnlimitedBudget
+from bot.metrics import Metrics, budget_family
 from tests.surface_fake import ManualClock
 
 
@@ -155,3 +156,24 @@ async def test_unlimited_budget_grants_everything_but_honours_penalties() -> Non
     assert budget.next_available_in() == pytest.approx(1.0)
     clock.advance(1.0)
     assert await budget.try_acquire()
+
+
+@pytest.mark.parametrize(("key", "family"), [
+    ("slack:T0FAKE0001:chat.update", "slack:chat.update"),
+    ("slack:T0FAKE0001:chat.postMessage:C0GENERAL1", "slack:chat.postMessage"),
+    ("discord:channel:1234567890123", "discord:channel"),
+    ("discord:global", "discord:global"),
+])
+def test_budget_waits_are_labelled_without_ids(key: str, family: str) -> None:
+    assert budget_family(key) == family
+
+
+async def test_a_write_that_queued_is_observed_with_its_wait() -> None:
+    metrics = Metrics()
+    budget = LocalBudgets(metrics=metrics).bucket("slack:T0FAKE0001:chat.update", rate=20.0, burst=1)
+    await budget.acquire()  # from the burst: no wait, nothing observed
+    labels = {"budget": "slack:chat.update"}
+    assert metrics.registry.get_sample_value("kimibot_budget_wait_seconds_count", labels) in (None, 0)
+    await budget.acquire()  # queues about 1/20 s for the refill
+    assert metrics.registry.get_sample_value("kimibot_budget_wait_seconds_count", labels) == 1
+    assert metrics.registry.get_sample_value("kimibot_budget_wait_seconds_sum", labels) > 0.02

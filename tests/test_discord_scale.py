@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from adapters.discord.http_metrics import route_template
 from storage.store import Store
 from tests.discord_support import make_services, running_bot, texts, turns
 from tests.fakes.discord import FakeDiscord
@@ -75,3 +78,36 @@ async def test_two_processes_split_the_shards_and_share_one_store(discord_fake: 
     thread_in_other = next(t for t in fake.threads_created if t.parent_id == other_channel)
     answer = fake.bot_messages(thread_in_other.thread_id)[0]
     assert await first.store.conversation_for_platform_message("discord", str(answer.id)) is not None
+
+
+async def test_writes_and_the_429s_discord_py_absorbs_are_counted_by_route(discord_fake: FakeDiscord, kimi: FakeKimi,
+                                                                          store: Store) -> None:
+    """discord.py sleeps through a 429 and retries on its own: the answer is whole, and /metrics still shows it."""
+    fake = discord_fake
+    services = make_services(fake, kimi, store, reply_in="channel")
+    fake.fail_next("POST /channels/{channel_id}/messages", 429, retry_after=0.05)
+    async with running_bot(services, fake) as client:
+        await fake.dispatch_message(content=f"{fake.bot_user.mention} [[len=200]]")
+        await turns(client, 1)
+    assert texts(fake.bot_messages(fake.channel_id)) == [long_text(200)]
+    metrics = services.engine.metrics.registry
+    route = "POST /channels/{id}/messages"
+    assert metrics.get_sample_value("kimibot_platform_rate_limited_total",
+                                    {"platform": "discord", "method": route}) == 1
+    posts = [c for c in fake.calls if c.route_key == "POST /channels/{channel_id}/messages"]
+    assert metrics.get_sample_value("kimibot_platform_writes_total",
+                                    {"platform": "discord", "method": route}) == len(posts) >= 2
+    exposition = services.engine.metrics.exposition().decode()
+    assert str(fake.channel_id) not in exposition and fake.token not in exposition  # ids and tokens stay out
+
+
+@pytest.mark.parametrize(("method", "path", "expected"), [
+    ("PATCH", "/api/v10/channels/1234567890123/messages/987654321098765", "PATCH /channels/{id}/messages/{id}"),
+    ("POST", "/api/v10/interactions/1234567890123/aW50ZXJhY3Rpb246dG9rZW4/callback",
+     "POST /interactions/{id}/{token}/callback"),
+    ("PATCH", "/api/v10/webhooks/1234567890123/aW50ZXJhY3Rpb246dG9rZW4/messages/@original",
+     "PATCH /webhooks/{id}/{token}/messages/@original"),
+    ("POST", "/api/v10/channels/1234567890123/typing", "POST /channels/{id}/typing"),
+])
+def test_routes_are_counted_by_template_without_ids_or_tokens(method: str, path: str, expected: str) -> None:
+    assert route_template(method, path) == expected

@@ -26,6 +26,7 @@ from adapters.discord.catch_up import CatchUp
 from adapters.discord.commands import KimiGroup, SlashHandler
 from adapters.discord.events import MessageRouter
 from adapters.discord.feedback import FeedbackButton
+from adapters.discord.http_metrics import http_trace
 from adapters.discord.resume import DiscordResumer
 from adapters.discord.surface import ChannelBudgets
 from adapters.downloads import Downloads
@@ -93,7 +94,7 @@ class KimiDiscordClient(discord.AutoShardedClient):
         super().__init__(intents=intents(), shard_ids=config.shard_ids, shard_count=config.shard_count,
                          guild_ready_timeout=guild_ready_timeout, chunk_guilds_at_startup=False,
                          max_ratelimit_timeout=30.0, allowed_mentions=discord.AllowedMentions.none(),
-                         **options)
+                         **{"http_trace": http_trace(services.engine.metrics), **options})
         self.config: DiscordConfig = config
         self.services = services
         self.clock = clock
