@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import resource
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from bench.discord_metrics import Scenario, ScenarioResult, TimingKimi, measure
 from bot.app import Services
+from bot.budget import LocalBudgets
+from bot.budget_source import BudgetSource, budget_source
+from bot.config import RedisConfig
 from bot.engine import Engine
 from bot.tools.registry import ToolRegistry
 from storage.store import Store
@@ -37,36 +44,71 @@ SCENARIOS = [
     Scenario("N=10 in one channel (thread per answer)", n=10, layout="one", reply_in="thread"),
     Scenario("N=10 in one channel (answers in the channel)", n=10, layout="one", reply_in="channel"),
 ]
+# A rolling deploy: the old process finishes five answers off the gateway while the new one, on the same shard,
+# answers five more in the same channel (two shards never share a channel: a guild lives on one shard).
+OVERLAP = Scenario("N=10 in one channel, two processes (rolling deploy)", n=10, layout="one", reply_in="channel")
 
 
-async def run_scenario(scenario: Scenario, *, tps: float, ttft: float, length: int) -> ScenarioResult:
+def make_services(fake: FakeDiscord, fake_kimi: FakeKimi, store: Store, kimi: TimingKimi, *,
+                  budgets: BudgetSource | None = None, **discord: Any) -> Services:
+    config = make_config(fake_kimi, bot={"edit_interval": 1.0}, discord={
+        "token": fake.token, "api_url": fake.api_base, "gateway_url": fake.gateway_url, **discord})
+    tools = ToolRegistry.from_specs([])
+    engine = Engine(config=config, store=store, kimi=kimi, tools=tools)
+    return Services(config=config, store=store, kimi=kimi, tools=tools, engine=engine,
+                    budgets=budgets or BudgetSource(LocalBudgets()))
+
+
+async def run_scenario(scenario: Scenario, *, tps: float, ttft: float, length: int,
+                       redis_url: str | None = None) -> ScenarioResult:
     from adapters.discord.client import KimiDiscordClient, discord_endpoints
 
     usage_before = resource.getrusage(resource.RUSAGE_SELF)
     with tempfile.TemporaryDirectory() as folder:
         async with FakeDiscord() as fake, FakeKimi(ttft=ttft, tokens_per_second=tps) as fake_kimi:
-            store = await Store.open(f"sqlite:///{Path(folder) / 'bench.db'}")
-            config = make_config(fake_kimi, bot={"edit_interval": 1.0}, discord={
-                "token": fake.token, "api_url": fake.api_base, "gateway_url": fake.gateway_url,
-                "reply_in": scenario.reply_in})
+            url = f"sqlite:///{Path(folder) / 'bench.db'}"
             kimi = TimingKimi(api_key="sk-test", base_url=fake_kimi.base_url, timeout=120, max_retries=0)
-            tools = ToolRegistry.from_specs([])
-            engine = Engine(config=config, store=store, kimi=kimi, tools=tools)
-            services = Services(config=config, store=store, kimi=kimi, tools=tools, engine=engine)
+            overlap = scenario is OVERLAP
+            sources = shared_sources(redis_url, 2) if overlap and redis_url else [
+                BudgetSource(LocalBudgets()) for _ in range(2 if overlap else 1)]
+            stores = [await Store.open(url) for _ in sources]
+            # Catch-up off in the overlap: the new process must not answer the old one's questions late.
+            services = [make_services(fake, fake_kimi, store, kimi, budgets=source, reply_in=scenario.reply_in,
+                                      **({"catch_up_minutes": 0} if overlap else {}))
+                        for store, source in zip(stores, sources, strict=True)]
             channels = [fake.channel_id] if scenario.layout == "one" else [
                 fake.add_text_channel(f"bench-{i}").id for i in range(scenario.n)]
-            with discord_endpoints(config.discord.api_url, config.discord.gateway_url):
-                client = KimiDiscordClient(services, guild_ready_timeout=0.1)
-                async with running_client(client, fake.token, within=15):
-                    result = await measure(scenario, fake, client, kimi, channels, length=length)
-            await engine.shutdown()
+            with discord_endpoints(services[0].config.discord.api_url, services[0].config.discord.gateway_url):
+                client = KimiDiscordClient(services[0], guild_ready_timeout=0.1)
+                async with contextlib.AsyncExitStack() as stack:
+                    await stack.enter_async_context(running_client(client, fake.token, within=15))
+
+                    async def handover() -> None:
+                        successor = KimiDiscordClient(services[1], guild_ready_timeout=0.1)
+                        await stack.enter_async_context(running_client(successor, fake.token, within=15))
+                        await client.stop_intake()
+
+                    result = await measure(scenario, fake, client, kimi, channels, length=length,
+                                           handover=handover if overlap else None)
+            for each in services:
+                await each.engine.shutdown()
+                await each.budgets.aclose()
             await kimi.aclose()
-            await store.close()
+            for store in stores:
+                await store.close()
     usage_after = resource.getrusage(resource.RUSAGE_SELF)
     result.cpu_seconds = round((usage_after.ru_utime + usage_after.ru_stime)
                                - (usage_before.ru_utime + usage_before.ru_stime), 2)
     result.peak_rss_mb = round(usage_after.ru_maxrss / 1024, 1)
     return result
+
+
+def shared_sources(redis_url: str, count: int) -> list[BudgetSource]:
+    config = RedisConfig(url=SecretStr(redis_url), key_prefix=f"kimibot-bench-{uuid.uuid4().hex[:8]}")
+    sources = [budget_source(config, member=f"process-{i}", metrics=None) for i in range(count)]
+    for source in sources:
+        source.start()
+    return sources
 
 
 def render(results: list[ScenarioResult], settings: dict[str, Any]) -> str:
@@ -86,10 +128,15 @@ def render(results: list[ScenarioResult], settings: dict[str, Any]) -> str:
 async def main_async(args: argparse.Namespace) -> int:
     chosen = [s for s in SCENARIOS if args.layout in (None, s.layout)
               and (args.n is None or s.n == args.n) and args.reply_in in (None, s.reply_in)]
+    if args.processes == 2:
+        chosen = [OVERLAP]
     results = []
     for scenario in chosen:
         started = time.perf_counter()
-        result = await run_scenario(scenario, tps=args.tps, ttft=args.ttft, length=args.length)
+        result = await run_scenario(scenario, tps=args.tps, ttft=args.ttft, length=args.length,
+                                    redis_url=args.redis)
+        if scenario is OVERLAP:
+            result.name += " with Redis" if args.redis else " without Redis"
         result.wall_seconds = round(time.perf_counter() - started, 1)
         results.append(result)
         print(f"{scenario.name}: {json.dumps(asdict(result))}", flush=True)
@@ -111,6 +158,9 @@ def main() -> None:
     parser.add_argument("--tps", type=float, default=40.0, help="fake Kimi tokens per second per answer")
     parser.add_argument("--ttft", type=float, default=0.5, help="fake Kimi time to first token")
     parser.add_argument("--length", type=int, default=1500, help="characters per answer")
+    parser.add_argument("--processes", type=int, choices=[1, 2], default=1,
+                        help="2: the rolling-deploy overlap (two processes answering in one channel)")
+    parser.add_argument("--redis", default=None, help="with --processes 2: share the limits through this Redis")
     parser.add_argument("--json", default="bench/discord_results.json")
     logging.basicConfig(level=logging.ERROR)
     sys.exit(asyncio.run(main_async(parser.parse_args())))

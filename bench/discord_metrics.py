@@ -7,9 +7,10 @@ Kimi's last token is stamped by `TimingKimi`, the production client with a recor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,7 +80,9 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 async def measure(scenario: Scenario, fake: FakeDiscord, client: Any, kimi: TimingKimi, channels: list[int], *,
-                  length: int) -> ScenarioResult:
+                  length: int, handover: Callable[[], Awaitable[None]] | None = None) -> ScenarioResult:
+    """`handover`: run between the first and the second half of the questions (another process takes over
+    intake); then the answers are awaited in the fake, since no one client handles them all."""
     expected = long_text(length)
     sent_at: dict[int, float] = {}
 
@@ -89,9 +92,19 @@ async def measure(scenario: Scenario, fake: FakeDiscord, client: Any, kimi: Timi
         message = await fake.dispatch_message(channel, f"{fake.bot_user.mention} bench#{i} [[len={length}]]")
         return message.id
 
-    question_ids = await asyncio.gather(*(ask(i) for i in range(scenario.n)))
-    async with asyncio.timeout(600):
-        await client.wait_for_turns(scenario.n)
+    if handover is None:
+        question_ids = await asyncio.gather(*(ask(i) for i in range(scenario.n)))
+        async with asyncio.timeout(600):
+            await client.wait_for_turns(scenario.n)
+    else:
+        half = scenario.n // 2
+        question_ids = list(await asyncio.gather(*(ask(i) for i in range(half))))
+        await handover()
+        question_ids += await asyncio.gather(*(ask(i) for i in range(half, scenario.n)))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(600):
+                while _whole(fake, scenario, channels, question_ids, expected) < scenario.n:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
     first_texts, lags, complete, writes = [], [], 0, 0
     for i, question_id in enumerate(question_ids):
         messages = _answer_messages(fake, scenario, channels[i % len(channels)], question_id)
@@ -118,6 +131,12 @@ async def measure(scenario: Scenario, fake: FakeDiscord, client: Any, kimi: Timi
         writes_per_answer=writes / scenario.n, final_lags=[round(x, 2) for x in lags],
         limited_routes=[f"{hit.scope} {hit.route_key}" for hit in fake.rate_limits.hits],
     )
+
+
+def _whole(fake: FakeDiscord, scenario: Scenario, channels: list[int], question_ids: list[int],
+           expected: str) -> int:
+    return sum(unsplit([m.text for m in _answer_messages(fake, scenario, channels[i % len(channels)], q)]) == expected
+               for i, q in enumerate(question_ids))
 
 
 def _answer_messages(fake: FakeDiscord, scenario: Scenario, channel: int, question_id: int) -> list[StoredMessage]:

@@ -15,6 +15,8 @@ from PIL import Image
 
 from adapters.discord.client import KimiDiscordClient, discord_endpoints
 from bot.app import Services
+from bot.budget import LocalBudgets
+from bot.budget_source import BudgetSource
 from bot.engine import Engine
 from bot.kimi import KimiClient
 from bot.tools.registry import ToolRegistry
@@ -35,7 +37,8 @@ def png(width: int = 64, height: int = 48) -> bytes:
     return buffer.getvalue()
 
 
-def make_services(fake: FakeDiscord, kimi: FakeKimi, store: Store, **discord: Any) -> Services:
+def make_services(fake: FakeDiscord, kimi: FakeKimi, store: Store, *, budgets: BudgetSource | None = None,
+                  **discord: Any) -> Services:
     fake.rate_limits.config.message_per = FAST_WINDOW
     values: dict[str, Any] = {"token": fake.token, "api_url": fake.api_base, "gateway_url": fake.gateway_url,
                               "message_rate_limit": fake.rate_limits.config.message_limit,
@@ -45,7 +48,8 @@ def make_services(fake: FakeDiscord, kimi: FakeKimi, store: Store, **discord: An
     client = KimiClient(api_key="sk-test", base_url=kimi.base_url, timeout=10, max_retries=0)
     tools = ToolRegistry.from_specs(DEFAULT_TOOLS)
     engine = Engine(config=config, store=store, kimi=client, tools=tools)
-    return Services(config=config, store=store, kimi=client, tools=tools, engine=engine)
+    return Services(config=config, store=store, kimi=client, tools=tools, engine=engine,
+                    budgets=budgets or BudgetSource(LocalBudgets()))
 
 
 @asynccontextmanager

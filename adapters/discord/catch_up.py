@@ -61,7 +61,7 @@ class CatchUp:
         try:
             places = await client.services.store.recent_places(conv.PLATFORM, since=since,
                                                                limit=self._config.catch_up_channels)
-            seen = await self._missed(self._channel_ids(places), since)
+            seen = await self._missed(self._channel_ids(places), since, now)
             # Messages answered (or refused) already hold their dedupe key: they neither cost a route nor count
             # towards the limit. The engine's own claim still decides, for messages answered meanwhile.
             handled = await client.services.store.claimed_keys(conv.PLATFORM, [f"msg:{m.id}" for m in seen])
@@ -109,17 +109,21 @@ class CatchUp:
                     ids.append(int(raw))
         return ids
 
-    async def _missed(self, channel_ids: list[int], since: datetime) -> list[discord.Message]:
+    async def _missed(self, channel_ids: list[int], since: datetime, until: datetime) -> list[discord.Message]:
+        """Messages between `since` and the session's start: later ones arrive live, and reading them here
+        would race their own delivery (and answer them with the late note)."""
         client = self._client
         found: list[discord.Message] = []
         after = discord.Object(discord.utils.time_snowflake(since))
+        before = discord.Object(discord.utils.time_snowflake(until, high=True))
         for channel_id in channel_ids:
             try:
                 channel = client.get_channel(channel_id) or await client.fetch_channel(channel_id)
                 if not isinstance(channel, discord.abc.Messageable):
                     continue
                 await client.budgets.global_requests.acquire()
-                found.extend([m async for m in channel.history(after=after, limit=PAGE, oldest_first=True)])
+                found.extend([m async for m in channel.history(after=after, before=before, limit=PAGE,
+                                                              oldest_first=True)])
             except (discord.NotFound, discord.Forbidden):
                 continue  # a conversation keyed by a message, or a channel the bot lost access to
             except discord.HTTPException as error:
