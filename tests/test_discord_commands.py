@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from storage.store import Store
-from tests.discord_support import make_services, png, running_bot
+from tests.discord_support import make_services, png, running_bot, turns
 from tests.fakes.discord import FakeDiscord, FakeFile
 from tests.fakes.discord_interactions import InteractionRecord
 from tests.fakes.kimi import FakeKimi
@@ -25,7 +27,8 @@ async def test_commands_are_synced_as_one_group(discord_fake: FakeDiscord, kimi:
     for command in (group, menu):  # installable to servers and to people's accounts, usable in DMs and groups
         assert sorted(command["integration_types"]) == [0, 1] and sorted(command["contexts"]) == [0, 1, 2]
     names = {option["name"] for option in group["options"]}
-    assert names == {"ask", "reset", "model", "think", "system", "usage", "stop", "help", "channel", "limits"}
+    assert names == {"ask", "reset", "model", "think", "system", "usage", "stop", "help", "channel", "limits",
+                     "forget"}
     ask = next(o for o in group["options"] if o["name"] == "ask")
     assert [(o["name"], o["type"], o.get("required", False)) for o in ask["options"]] == [
         ("prompt", 3, True), ("image", 11, False)]
@@ -144,3 +147,32 @@ async def test_answer_outliving_the_interaction_token_finishes_in_the_channel(
     late = [c for c in fake.calls if c.route_key == "PATCH /channels/{channel_id}/messages/{message_id}"]
     assert late and all(c.status == 200 for c in late)
     assert not [c for c in fake.calls if c.status == 401]
+
+
+async def test_forget_deletes_your_messages_after_the_confirmation(discord_fake: FakeDiscord, kimi: FakeKimi,
+                                                                   store: Store) -> None:
+    fake = discord_fake
+    services = make_services(fake, kimi, store)
+    async with running_bot(services, fake) as client:
+        await fake.dispatch_message(content=f"{fake.bot_user.mention} remember my plans")
+        await turns(client, 1)
+        workspace = str(fake.guild_id)
+        assert await store.count_user_messages("discord", workspace, str(fake.user.id)) == 1
+
+        async def run(options: dict[str, str] | None = None) -> tuple[str, int]:
+            record = await fake.invoke_command("kimi forget", options)
+            await fake.wait_for(lambda: record.original_message_id is not None
+                                and fake.message(record.original_message_id).text != "", WAIT)
+            message = fake.message(record.original_message_id)
+            return message.text, message.flags
+
+        asked, flags = await run()
+        assert flags & 64  # only the person sees it
+        code = re.search(r"confirm ([0-9a-f]{6})", asked)
+        assert code is not None and "1 stored messages" in asked
+        assert "wrong or expired" in (await run({"confirm": "000000"}))[0]
+        assert await store.count_user_messages("discord", workspace, str(fake.user.id)) == 1
+        done, _ = await run({"confirm": code.group(1)})
+    # Their message, and the conversation only they took part in (its answer too).
+    assert done.startswith("Deleted your data in this workspace: 2 messages, 1 conversations")
+    assert await store.count_user_messages("discord", workspace, str(fake.user.id)) == 0

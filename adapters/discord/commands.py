@@ -1,4 +1,5 @@
-"""Slash commands: one `/kimi` group (ask, reset, model, think, system, usage, stop, help).
+"""Slash commands: one `/kimi` group (ask, reset, model, think, system, usage, channel, limits, forget, stop,
+help).
 
 One group reads best in Discord's picker: typing `/kimi` lists every action together, under the bot's name, and
 generic words such as `/reset` or `/help` cannot collide with other bots' commands. Every command is deferred
@@ -154,6 +155,15 @@ class KimiGroup(app_commands.Group):
                      user: discord.User | None = None) -> None:
         args = " ".join(part for part in (action, scope, str(user.id) if user else None) if part)
         await self.handler.command(interaction, "limits", args, private=True)
+
+    @app_commands.command(name="forget", description="Delete what you wrote here, after a confirmation (admins: "
+                                                     "someone's data)")
+    @app_commands.describe(confirm="The code the first step gave you", user="Admins: whose data to delete")
+    async def forget(self, interaction: discord.Interaction, confirm: app_commands.Range[str, 1, 16] | None = None,
+                     user: discord.User | None = None) -> None:
+        args = " ".join(part for part in (f"user {user.id}" if user else None,
+                                          f"confirm {confirm}" if confirm else None) if part)
+        await self.handler.command(interaction, "forget", args, private=True)
 
     @app_commands.command(name="stop", description="Stop the answer being written here")
     async def stop(self, interaction: discord.Interaction) -> None:
