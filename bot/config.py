@@ -49,6 +49,9 @@ SECRET_ENV: dict[str, tuple[str, ...]] = {
 }
 
 
+TOP_LEVEL_ARRAYS = {"limits"}
+
+
 class ConfigError(Exception):
     """A configuration problem, phrased as one line an operator can act on."""
 
@@ -367,7 +370,12 @@ def apply_environment(data: dict[str, Any], env: Mapping[str, str]) -> dict[str,
         if env.get(name):
             _set_path(data, list(path), env[name])
     for name, raw in sorted(env.items()):
-        if not name.startswith("KIMIBOT_") or "__" not in name:
+        if not name.startswith("KIMIBOT_"):
+            continue
+        if "__" not in name:
+            # Top-level arrays of tables ([[limits]]) have no section: KIMIBOT_LIMITS='[{...}]'.
+            if name.removeprefix("KIMIBOT_").lower() in TOP_LEVEL_ARRAYS:
+                data[name.removeprefix("KIMIBOT_").lower()] = _env_value(raw)
             continue
         path = [part.lower() for part in name.removeprefix("KIMIBOT_").split("__")]
         if any(not part for part in path):

@@ -55,6 +55,18 @@ def test_environment_overrides_and_secrets(tmp_path: Path) -> None:
     assert config.slack.active
 
 
+def test_spending_limits_from_the_environment(tmp_path: Path) -> None:
+    """[[limits]] has no section to name, so KIMIBOT_LIMITS carries the whole array (replacing the file's)."""
+    path = tmp_path / "k.toml"
+    path.write_text('[[limits]]\nscope = "workspace"\nperiod = "month"\nusd = 500\n')
+    config = load_config(path, env={"KIMIBOT_LIMITS": '[{"scope": "user", "period": "day", "tokens": 200000}]'})
+    assert [(lim.scope, lim.period, lim.tokens) for lim in config.limits] == [("user", "day", 200000)]
+    with pytest.raises(ConfigError, match=r"^limits\.0\.period: "):
+        load_config(path, env={"KIMIBOT_LIMITS": '[{"scope": "user", "period": "week", "usd": 1}]'})
+    with pytest.raises(ConfigError, match=r"^limits: "):
+        load_config(path, env={"KIMIBOT_LIMITS": '[{"scope": "user",'})  # broken JSON
+
+
 @pytest.mark.parametrize(("content", "env", "expected"), [
     ("[kimi]\nmodle = 'x'\n", {}, "kimi.modle: unknown key"),
     ("[kimi]\nmax_tool_rounds = 0\n", {}, "kimi.max_tool_rounds:"),
