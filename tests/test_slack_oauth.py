@@ -8,6 +8,7 @@ import asyncio
 import html
 import logging
 import re
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import aiohttp
 import pytest
 from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
 
+from adapters.slack.clients import NotInstalled
 from adapters.slack.runner import check_config
 from bot.config import ConfigError
 from storage.store import Store
@@ -23,6 +25,7 @@ from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_oauth import Approval
 from tests.fixtures.engine import make_config
 from tests.fixtures.slack_bot import SlackBot, start_bot
+from tests.test_slack_socket_mode import running
 
 SECOND = "T0SECOND01"
 CAROL = "U0CAROL001"
@@ -43,9 +46,12 @@ async def oauth_bot(fast_slack: FakeSlack, kimi: FakeKimi, store: Store) -> Asyn
 
 
 async def install(bot: SlackBot, approval: Approval, *, cookie: bool = True) -> tuple[int, str]:
+    return await visit(bot.fake, bot.url.removesuffix("/slack/events"), approval, cookie=cookie)
+
+
+async def visit(fake: FakeSlack, base: str, approval: Approval, *, cookie: bool = True) -> tuple[int, str]:
     """What a person's browser does: open the install page, follow its link to Slack, approve, come back."""
-    base = bot.url.removesuffix("/slack/events")
-    bot.fake.oauth.next_approval = approval
+    fake.oauth.next_approval = approval
     async with aiohttp.ClientSession() as browser:
         page = await browser.get(f"{base}/slack/install", allow_redirects=False)
         assert page.status == 200
@@ -121,6 +127,10 @@ async def test_another_replica_on_the_same_database_answers_the_installed_worksp
     assert (await install(oauth_bot, Approval(SECOND, "Second Workspace", CAROL)))[0] == 200
     other = await start_bot(fast_slack, kimi, store, **oauth_settings(fast_slack))
     try:
+        # What a resumed answer does first, with no request to bring the token: read it from the database.
+        assert (await other.adapter.clients.load(SECOND)).token == fast_slack.state.workspaces[SECOND].bot_token
+        with pytest.raises(NotInstalled):
+            await other.adapter.clients.load("T0NOBODY01")
         kimi.enqueue(Reply(content="Answered by the other replica."))
         ts = await ask(other, channel, SECOND, "who answers?")
         assert await replies_by(other, channel, ts, SECOND) == ["Answered by the other replica."]
@@ -210,3 +220,30 @@ def test_oauth_needs_its_client_secret_and_replaces_the_bot_token(kimi: FakeKimi
     with pytest.raises(ConfigError, match=r"^slack\.bot_token: not set.*\[slack\.oauth\] client_id"):
         check_config(Only())  # type: ignore[arg-type]
     check_config(Only(oauth={"client_id": "1.2", "client_secret": "x"}))  # type: ignore[arg-type]
+
+
+async def test_socket_mode_serves_the_install_pages_and_answers_the_installed_workspace(
+        fast_slack: FakeSlack, kimi: FakeKimi, store: Store) -> None:
+    """Socket Mode takes events over the websocket; the install pages still need an HTTP listener."""
+    port = free_port()
+    fast_slack.oauth.redirect_urls = [f"http://127.0.0.1:{port}/slack/oauth_redirect"]
+    channel = second_workspace(fast_slack)
+    kimi.enqueue(Reply(content="Over the socket, for team two."))
+    settings = {**oauth_settings(fast_slack), "signing_secret": None, "http_host": "127.0.0.1", "http_port": port}
+    async with running(fast_slack, kimi, store, **settings) as bot:
+        async with asyncio.timeout(10):
+            while not fast_slack.socket.connections:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        status, page = await visit(fast_slack, f"http://127.0.0.1:{port}", Approval(SECOND, "Second", CAROL))
+        assert status == 200 and "Thank you!" in page
+        mention = fast_slack.payloads.app_mention(channel, CAROL, "hello over the socket")
+        await fast_slack.send_socket_event(mention, team_id=SECOND)
+        bot_id = fast_slack.state.workspaces[SECOND].bot_id
+        await bot.until(lambda: any(m.bot_id == bot_id and m.text == "Over the socket, for team two."
+                                    for m in fast_slack.messages_in_thread(channel, mention["ts"])))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
