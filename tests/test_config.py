@@ -21,7 +21,8 @@ def test_example_config_is_valid_and_documents_defaults() -> None:
 def test_every_option_is_documented_in_the_example() -> None:
     text = EXAMPLE.read_text()
     config = load_config(EXAMPLE, env={})
-    secrets = {"api_key", "bot_token", "app_token", "signing_secret", "client_secret", "token", "enabled", "shard_ids", "shard_count"}
+    secrets = {"api_key", "bot_token", "app_token", "signing_secret", "client_secret", "token", "enabled",
+               "shard_ids", "shard_count"}
     for section_name, section in config:
         assert f"[{section_name}" in text, section_name
         # An array of tables ([[limits]]) documents the fields of its entries.
