@@ -58,7 +58,7 @@ def help_text(prefix: str) -> str:
         f"• `{p}system [text|reset]`: show or set this conversation's system prompt (admins)",
         f"• `{p}usage`: tokens and cost for this conversation, for you, and for this workspace",
         f"• `{p}channel [setting value]`: this channel's defaults (prompt, model, think, footer; admins set them)",
-        f"• `{p}limits`: spending limits and what has been spent (admins lift them: `{p}limits lift ...`)",
+        f"• `{p}limits`: spending limits and what has been spent (admins: `{p}limits set ...`, `{p}limits lift ...`)",
         f"• `{p}forget`: delete everything you wrote here, after a confirmation (admins: `{p}forget user <id>`)",
         f"• `{p}stop`: stop the answer being written",
         f"• `{p}help`: this list",

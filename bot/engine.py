@@ -132,7 +132,7 @@ class Engine:
                      "Please shorten it, or attach it as a text file.")
         elif command is None and ticket.ahead > self._scheduler.max_queued:
             reply = QUEUE_FULL
-        elif command is None and self.limits.active:
+        elif command is None:
             # Before the question becomes a turn: over a limit, nothing is asked of Kimi.
             reply = await self.limits.checked_refusal(message, prefix)
         if reply is not None or command is not None:

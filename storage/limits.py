@@ -1,4 +1,5 @@
-"""What spending limits need from storage: spend since a time, by user, channel or workspace, and admins' lifts."""
+"""What spending limits need from storage: spend since a time, by user, channel or workspace, admins' lifts, and
+the limits admins set for their workspace."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 
 from storage.base import StoreBase
-from storage.models import ConversationRow, LimitLiftRow, UsageRow, utcnow
+from storage.models import ConversationRow, LimitLiftRow, UsageRow, WorkspaceLimitRow, utcnow
+
+# (scope, period, usd, tokens) of a limit set for a workspace; usd and tokens both None: that limit is off there.
+SetLimit = tuple[str, str, float | None, int | None]
 
 
 class LimitOps(StoreBase):
@@ -51,3 +55,29 @@ class LimitOps(StoreBase):
             return await session.scalar(select(LimitLiftRow.until).where(
                 LimitLiftRow.platform == platform, LimitLiftRow.workspace == workspace,
                 LimitLiftRow.scope == scope, LimitLiftRow.subject == subject, LimitLiftRow.until > utcnow()))
+
+    async def workspace_limits(self, platform: str, workspace: str) -> list[SetLimit]:
+        async with self._sessions() as session:
+            rows = (await session.execute(select(WorkspaceLimitRow).where(
+                WorkspaceLimitRow.platform == platform, WorkspaceLimitRow.workspace == workspace))).scalars()
+            return [(r.scope, r.period, r.usd, r.tokens) for r in rows]
+
+    async def set_workspace_limit(self, platform: str, workspace: str, limit: SetLimit, *, set_by: str) -> None:
+        scope, period, usd, tokens = limit
+        values = {"platform": platform, "workspace": workspace, "scope": scope, "period": period, "usd": usd,
+                  "tokens": tokens, "set_by": set_by, "created_at": utcnow()}
+        async with self._sessions() as session:
+            await session.execute(delete(WorkspaceLimitRow).where(
+                WorkspaceLimitRow.platform == platform, WorkspaceLimitRow.workspace == workspace,
+                WorkspaceLimitRow.scope == scope, WorkspaceLimitRow.period == period))
+            await session.execute(self._insert_ignoring(WorkspaceLimitRow, ("platform", "workspace", "scope",
+                                                                            "period"), values))
+            await session.commit()
+
+    async def unset_workspace_limit(self, platform: str, workspace: str, scope: str, period: str) -> bool:
+        async with self._sessions() as session:
+            result = await session.execute(delete(WorkspaceLimitRow).where(
+                WorkspaceLimitRow.platform == platform, WorkspaceLimitRow.workspace == workspace,
+                WorkspaceLimitRow.scope == scope, WorkspaceLimitRow.period == period))
+            await session.commit()
+            return bool(result.rowcount)

@@ -239,6 +239,24 @@ class LimitLiftRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class WorkspaceLimitRow(Base):
+    """A spending limit an admin set for one scope and period in a workspace, replacing the configuration's for
+    that scope and period; neither usd nor tokens: that limit is off in this workspace."""
+
+    __tablename__ = "workspace_limits"
+    __table_args__ = (UniqueConstraint("platform", "workspace", "scope", "period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(PLATFORM_LENGTH))
+    workspace: Mapped[str] = mapped_column(String(ID_LENGTH))
+    scope: Mapped[str] = mapped_column(String(16))
+    period: Mapped[str] = mapped_column(String(8))
+    usd: Mapped[float | None] = mapped_column(Double, nullable=True)
+    tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    set_by: Mapped[str] = mapped_column(String(ID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class FeedbackRow(Base):
     """A user's rating of one answer (a turn): one row per turn and user, changed when they change their mind."""
 

@@ -9,7 +9,7 @@ import pytest
 
 from bot.access import AccessPolicy
 from bot.config import AccessConfig, ConfigError, LimitPeriod, LimitScope, SpendingLimit, load_config
-from bot.limits import SpendingLimits, period_bounds
+from bot.limits import SpendingLimits, _parse_amount, period_bounds
 from bot.types import IncomingMessage
 from storage.store import Store, StoreUnavailable
 from tests.fakes.kimi import FakeKimi
@@ -49,7 +49,7 @@ async def test_a_channels_token_limit_applies_to_everyone_in_it_and_admins_can_l
         admins_only = AccessPolicy(AccessConfig(admins=["ADMIN"]))
         await h.engine.handle(h.message("!limits lift channel", channel="C1", user="U2", thread="t4"), surface,
                               access=admins_only)
-        assert surface.visible_messages()[0] == "Only admins can lift or restore spending limits."
+        assert surface.visible_messages()[0] == "Only admins can change spending limits."
         _, shown = await h.ask("!limits", channel="C1", thread="t5")
         assert "per channel per month: 1 tokens; this channel: " in shown.visible_messages()[0]
     finally:
@@ -73,6 +73,47 @@ async def test_lift_and_restore(kimi: FakeKimi, store: Store) -> None:
         assert len(kimi.requests) == 2
     finally:
         await h.engine.shutdown()
+
+
+async def test_admins_set_their_workspaces_own_limits_in_place_of_the_configured_ones(kimi: FakeKimi,
+                                                                                     store: Store) -> None:
+    h = await build_harness(kimi, store, limits=[{"scope": "user", "period": "day", "usd": 100.0}])
+    try:
+        await h.ask("first")
+        _, said = await h.ask("!limits set user day 1 tokens", thread="t2")  # no admin list: everyone is one
+        assert said.visible_messages()[0] == "Limit set: 1 tokens per user per day in this workspace."
+        _, refused = await h.ask("second", thread="t3")
+        assert refused.visible_messages()[0].startswith("You have reached the daily Kimi spending limit of 1 tokens")
+        assert len(kimi.requests) == 1
+        _, shown = await h.ask("!limits", thread="t4")
+        assert "per user per day: 1 tokens; you: " in shown.visible_messages()[0]
+        assert "(set in this workspace)" in shown.visible_messages()[0]
+        assert "$100.00" not in shown.visible_messages()[0]  # replaced, not added
+        other = await build_harness(kimi, store, host="other-host",
+                                    limits=[{"scope": "user", "period": "day", "usd": 100.0}])
+        try:  # another replica reads the workspace's limits from the database
+            _, elsewhere = await other.ask("from another process", thread="t5", message_id="m-other")
+            assert elsewhere.visible_messages()[0].startswith("You have reached the daily")
+        finally:
+            await other.engine.shutdown()
+        _, off = await h.ask("!limits set user day off", thread="t6")
+        assert off.visible_messages()[0] == "No daily limit per user in this workspace now."
+        await h.ask("no limit now", thread="t7")
+        assert len(kimi.requests) == 2
+        _, back = await h.ask("!limits unset user day", thread="t8")
+        assert back.visible_messages()[0] == "Back to the configured limit for that scope and period."
+        _, bad = await h.ask("!limits set user day lots", thread="t9")
+        assert "`!limits set user|channel|workspace day|month <amount>`" in bad.visible_messages()[0]
+    finally:
+        await h.engine.shutdown()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("$2", (2.0, None)), ("2.5 usd", (2.5, None)), ("3$", (3.0, None)), ("200k tokens", (None, 200_000)),
+    ("1.5m tokens", (None, 1_500_000)), ("500 tokens", (None, 500)), ("0 usd", (None, None)), ("lots", (None, None)),
+])
+def test_amounts_admins_type(text: str, expected: tuple[float | None, int | None]) -> None:
+    assert _parse_amount(text) == expected
 
 
 def test_periods_are_utc_days_and_months() -> None:

@@ -19,7 +19,8 @@ from storage.db import alembic_config, make_engine, migrate, normalize_url
 from storage.models import Base
 
 TABLES = {"conversations", "messages", "attachments", "processed_events", "message_refs", "usage", "turns",
-          "channel_settings", "feedback", "limit_lifts", "slack_installations", "slack_bots", "slack_oauth_states"}
+          "channel_settings", "feedback", "limit_lifts", "workspace_limits", "slack_installations", "slack_bots",
+          "slack_oauth_states"}
 
 
 def _expected_metadata() -> MetaData:

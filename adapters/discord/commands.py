@@ -147,14 +147,21 @@ class KimiGroup(app_commands.Group):
                       value: app_commands.Range[str, 1, PROMPT_MAX] | None = None) -> None:
         await self.handler.command(interaction, "channel", " ".join(part for part in (setting, value) if part))
 
-    @app_commands.command(name="limits", description="Spending limits; admins lift or restore them")
-    @app_commands.describe(action="lift or restore (admins); leave empty to see the limits",
-                           scope="Whose limits", user="The user, for scope user")
-    async def limits(self, interaction: discord.Interaction, action: Literal["lift", "restore"] | None = None,
+    @app_commands.command(name="limits", description="Spending limits; admins set, lift or restore them")
+    @app_commands.describe(action="lift, restore, set or unset (admins); leave empty to see the limits",
+                           scope="Whose limits", user="The user, for lift/restore of scope user",
+                           period="For set/unset: per day or per month",
+                           amount="For set: $2, 5 usd, 200k tokens, or off")
+    async def limits(self, interaction: discord.Interaction,
+                     action: Literal["lift", "restore", "set", "unset"] | None = None,
                      scope: Literal["user", "channel", "workspace"] | None = None,
-                     user: discord.User | None = None) -> None:
-        args = " ".join(part for part in (action, scope, str(user.id) if user else None) if part)
-        await self.handler.command(interaction, "limits", args, private=True)
+                     user: discord.User | None = None, period: Literal["day", "month"] | None = None,
+                     amount: app_commands.Range[str, 1, 32] | None = None) -> None:
+        if action in ("set", "unset"):
+            parts = (action, scope, period, amount if action == "set" else None)
+        else:
+            parts = (action, scope, str(user.id) if user else None)
+        await self.handler.command(interaction, "limits", " ".join(part for part in parts if part), private=True)
 
     @app_commands.command(name="forget", description="Delete what you wrote here, after a confirmation (admins: "
                                                      "someone's data)")
