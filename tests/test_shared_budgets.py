@@ -119,6 +119,24 @@ async def test_an_outage_falls_back_to_a_share_warns_once_and_recovers(
         assert left == 3  # 6 - 2 taken through Redis - the reserve
 
 
+async def test_a_silent_redis_costs_one_timeout_then_the_share_serves_at_once(
+        redis_server: RedisServer, clients: Callable[..., Redis]) -> None:
+    """Redis that accepts and never answers (frozen, or a blackholed route): a write waits for the client's socket
+    timeout once, then the replica's share answers without asking Redis until retry_seconds pass."""
+    async with TcpProxy(redis_server.host, redis_server.port) as proxy:
+        hub = replica(clients(f"redis://127.0.0.1:{proxy.port}/0"), redis_server.prefix, replicas=2,
+                      retry_seconds=30.0)
+        bucket = hub.bucket("discord:channel:42", rate=1.0, burst=4, reserve=1)
+        assert await bucket.try_acquire()
+        proxy.stall()
+        assert await bucket.try_acquire()  # from the fallback share, once the request timed out
+        assert proxy.held >= 1 and not hub.reachable
+        asked = proxy.held
+        assert await bucket.try_acquire(final=True)
+        assert proxy.held == asked  # the silent server was not asked (and waited on) again
+        proxy.restore()
+
+
 async def test_replicas_count_each_other_and_forget_the_gone(redis_server: RedisServer,
                                                              clients: Callable[..., Redis]) -> None:
     census = [ReplicaCensus(clients(), prefix=redis_server.prefix, member=f"host/{i}/n", every=0.1, ttl=1.0)

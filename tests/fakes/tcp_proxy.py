@@ -2,7 +2,9 @@
 
 `cut()` makes the server unreachable the way a network partition or a restarting database does: every open
 connection is reset and new ones are refused (accepted, then closed at once). `restore()` lets traffic through
-again. The server itself is never touched, so other tests sharing it are unaffected.
+again. `stall()` is the quieter failure: connections stay open and are accepted, but nothing passes either way
+(a frozen server, a blackholed route) until `restore()`. The server itself is never touched, so other tests
+sharing it are unaffected.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self.held = 0  # chunks that arrived while stalled (each a request the peer is left waiting on)
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -47,8 +52,12 @@ class TcpProxy:
         self.up = False
         self._reset_all()
 
+    def stall(self) -> None:
+        self._flowing.clear()
+
     def restore(self) -> None:
         self.up = True
+        self._flowing.set()
 
     def _reset_all(self) -> None:
         for writer in list(self._writers):
@@ -76,6 +85,9 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                if not self._flowing.is_set():
+                    self.held += 1
+                    await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
