@@ -4,6 +4,7 @@ the limits admins set for their workspace."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select
 
@@ -32,23 +33,13 @@ class LimitOps(StoreBase):
 
     async def lift_limits(self, platform: str, workspace: str, scope: str, subject: str, *, until: datetime,
                           lifted_by: str) -> None:
-        values = {"platform": platform, "workspace": workspace, "scope": scope, "subject": subject,
-                  "until": until, "lifted_by": lifted_by, "created_at": utcnow()}
-        async with self._sessions() as session:
-            await session.execute(delete(LimitLiftRow).where(
-                LimitLiftRow.platform == platform, LimitLiftRow.workspace == workspace,
-                LimitLiftRow.scope == scope, LimitLiftRow.subject == subject))
-            await session.execute(self._insert_ignoring(LimitLiftRow, ("platform", "workspace", "scope", "subject"),
-                                                        values))
-            await session.commit()
+        await self._replace(LimitLiftRow, {"platform": platform, "workspace": workspace, "scope": scope,
+                                           "subject": subject},
+                            {"until": until, "lifted_by": lifted_by, "created_at": utcnow()})
 
     async def restore_limits(self, platform: str, workspace: str, scope: str, subject: str) -> bool:
-        async with self._sessions() as session:
-            result = await session.execute(delete(LimitLiftRow).where(
-                LimitLiftRow.platform == platform, LimitLiftRow.workspace == workspace,
-                LimitLiftRow.scope == scope, LimitLiftRow.subject == subject))
-            await session.commit()
-            return bool(result.rowcount)
+        return await self._delete(LimitLiftRow, {"platform": platform, "workspace": workspace, "scope": scope,
+                                                 "subject": subject})
 
     async def lifted_until(self, platform: str, workspace: str, scope: str, subject: str) -> datetime | None:
         async with self._sessions() as session:
@@ -64,20 +55,23 @@ class LimitOps(StoreBase):
 
     async def set_workspace_limit(self, platform: str, workspace: str, limit: SetLimit, *, set_by: str) -> None:
         scope, period, usd, tokens = limit
-        values = {"platform": platform, "workspace": workspace, "scope": scope, "period": period, "usd": usd,
-                  "tokens": tokens, "set_by": set_by, "created_at": utcnow()}
-        async with self._sessions() as session:
-            await session.execute(delete(WorkspaceLimitRow).where(
-                WorkspaceLimitRow.platform == platform, WorkspaceLimitRow.workspace == workspace,
-                WorkspaceLimitRow.scope == scope, WorkspaceLimitRow.period == period))
-            await session.execute(self._insert_ignoring(WorkspaceLimitRow, ("platform", "workspace", "scope",
-                                                                            "period"), values))
-            await session.commit()
+        await self._replace(WorkspaceLimitRow, {"platform": platform, "workspace": workspace, "scope": scope,
+                                                "period": period},
+                            {"usd": usd, "tokens": tokens, "set_by": set_by, "created_at": utcnow()})
 
     async def unset_workspace_limit(self, platform: str, workspace: str, scope: str, period: str) -> bool:
+        return await self._delete(WorkspaceLimitRow, {"platform": platform, "workspace": workspace, "scope": scope,
+                                                      "period": period})
+
+    async def _replace(self, model: Any, key: dict[str, str], values: dict[str, Any]) -> None:
+        """The one row of `model` with this unique key, replaced (a concurrent writer's insert wins quietly)."""
         async with self._sessions() as session:
-            result = await session.execute(delete(WorkspaceLimitRow).where(
-                WorkspaceLimitRow.platform == platform, WorkspaceLimitRow.workspace == workspace,
-                WorkspaceLimitRow.scope == scope, WorkspaceLimitRow.period == period))
+            await session.execute(delete(model).filter_by(**key))
+            await session.execute(self._insert_ignoring(model, tuple(key), {**key, **values}))
+            await session.commit()
+
+    async def _delete(self, model: Any, key: dict[str, str]) -> bool:
+        async with self._sessions() as session:
+            result = await session.execute(delete(model).filter_by(**key))
             await session.commit()
             return bool(result.rowcount)
