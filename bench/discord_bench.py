@@ -72,9 +72,7 @@ async def run_scenario(scenario: Scenario, *, tps: float, ttft: float, length: i
             sources = shared_sources(redis_url, 2) if overlap and redis_url else [
                 BudgetSource(LocalBudgets()) for _ in range(2 if overlap else 1)]
             stores = [await Store.open(url) for _ in sources]
-            # Catch-up off in the overlap: the new process must not answer the old one's questions late.
-            services = [make_services(fake, fake_kimi, store, kimi, budgets=source, reply_in=scenario.reply_in,
-                                      **({"catch_up_minutes": 0} if overlap else {}))
+            services = [make_services(fake, fake_kimi, store, kimi, budgets=source, reply_in=scenario.reply_in)
                         for store, source in zip(stores, sources, strict=True)]
             channels = [fake.channel_id] if scenario.layout == "one" else [
                 fake.add_text_channel(f"bench-{i}").id for i in range(scenario.n)]

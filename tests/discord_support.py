@@ -53,12 +53,13 @@ def make_services(fake: FakeDiscord, kimi: FakeKimi, store: Store, *, budgets: B
 
 
 @asynccontextmanager
-async def running_bot(services: Services, fake: FakeDiscord) -> AsyncIterator[KimiDiscordClient]:
+async def running_bot(services: Services, fake: FakeDiscord, *,
+                      catch_up_settle: float = 0.0) -> AsyncIterator[KimiDiscordClient]:
     """The product's client, pointed at the fake through its own config, ready; closed with its turns after."""
     config = services.config.discord
     with discord_endpoints(config.api_url, config.gateway_url):
         client = KimiDiscordClient(services, guild_ready_timeout=0.05, identify_delay=0,
-                                   clock=fake.clock.utcnow)
+                                   clock=fake.clock.utcnow, catch_up_settle=catch_up_settle)
         try:
             async with running_client(client, fake.token, within=WAIT):
                 yield client

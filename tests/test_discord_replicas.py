@@ -12,6 +12,7 @@ import contextlib
 
 from pydantic import SecretStr
 
+from adapters.discord.catch_up import LATE_NOTE
 from bot.budget import LocalBudgets
 from bot.budget_source import BudgetSource, budget_source
 from bot.config import RedisConfig
@@ -31,16 +32,16 @@ async def overlap(fake: FakeDiscord, kimi: FakeKimi, stores: tuple[Store, Store]
                   sources: tuple[BudgetSource, BudgetSource]) -> tuple[int, int]:
     """Ten answers in one channel, five from each process; returns (429s drawn, answers complete)."""
     kimi.tokens_per_second = 400
-    # Catch-up is off: the new process would otherwise read the channel on connecting and may answer one of the
-    # old process's questions first (once still, by the claim), with a note that it was offline.
-    old = make_services(fake, kimi, stores[0], budgets=sources[0], reply_in="channel", catch_up_minutes=0)
-    new = make_services(fake, kimi, stores[1], budgets=sources[1], reply_in="channel", catch_up_minutes=0)
+    old = make_services(fake, kimi, stores[0], budgets=sources[0], reply_in="channel")
+    new = make_services(fake, kimi, stores[1], budgets=sources[1], reply_in="channel")
     lengths = [600 + 40 * i for i in range(2 * EACH)]
     questions = []
     async with running_bot(old, fake) as first:
         questions += [await fake.dispatch_message(content=f"{fake.bot_user.mention} q{i} [[len={lengths[i]}]]")
                       for i in range(EACH)]
-        async with running_bot(new, fake) as second:
+        # The new process's catch-up waits a moment, as in production: the old one has claimed its questions by
+        # then, so none of them is answered a second time, or late with the offline note.
+        async with running_bot(new, fake, catch_up_settle=0.5) as second:
             await first.stop_intake()  # the old process is off the gateway; its answers go on
             questions += [await fake.dispatch_message(content=f"{fake.bot_user.mention} q{i} [[len={lengths[i]}]]")
                           for i in range(EACH, 2 * EACH)]
@@ -55,6 +56,7 @@ async def overlap(fake: FakeDiscord, kimi: FakeKimi, stores: tuple[Store, Store]
 def complete(fake: FakeDiscord, questions: list[StoredMessage], lengths: list[int]) -> int:
     """Answers whose text is whole (a turn counts as handled once its question is taken, not when it ends)."""
     answers = {int(str(m.reference["message_id"])): m.text for m in fake.bot_messages(fake.channel_id) if m.reference}
+    assert not any(LATE_NOTE in text for text in answers.values())
     return sum(answers.get(q.id) == long_text(n) for q, n in zip(questions, lengths, strict=True))
 
 

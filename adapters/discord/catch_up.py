@@ -6,6 +6,9 @@ Bounded three ways: only channels with a conversation asked in within `catch_up_
 `catch_up_channels` of them), only messages newer than that window, and at most `catch_up_max` answers per
 session. "Once" is the engine's dedupe key per message (`msg:<id>`): a message already answered, or answered by
 another shard or replica meanwhile, is skipped without a Kimi call.
+
+It starts SETTLE_SECONDS after the session is ready: in a rolling deploy the old process may have received a
+question live a moment ago and not yet claimed it; read at once, it would be answered here with the late note.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ log = logging.getLogger(__name__)
 
 LATE_NOTE = "I was offline when this was asked, so my answer comes late."
 PAGE = 50
+SETTLE_SECONDS = 5.0
 
 
 class CatchUp:
-    def __init__(self, client: KimiDiscordClient) -> None:
+    def __init__(self, client: KimiDiscordClient, *, settle: float = SETTLE_SECONDS) -> None:
         self._client = client
+        self._settle = settle
         self._config = client.config
         self._running: asyncio.Task[int] | None = None
 
@@ -42,13 +47,17 @@ class CatchUp:
         """Run once per session in the background (on_ready); a run in progress is not doubled."""
         if self._config.catch_up_minutes <= 0 or (self._running is not None and not self._running.done()):
             return
-        self._running = asyncio.create_task(self.run(), name="kimibot-discord-catch-up")
+        self._running = asyncio.create_task(self._settled_run(), name="kimibot-discord-catch-up")
         self._client.track(self._running)
 
     async def idle(self) -> None:
         """Wait for the run in progress, if any (tests)."""
         if self._running is not None:
             await asyncio.gather(self._running, return_exceptions=True)
+
+    async def _settled_run(self) -> int:
+        await asyncio.sleep(self._settle)
+        return await self.run()
 
     async def run(self) -> int:
         """Answer what was missed; returns how many messages were handed to the engine."""

@@ -22,7 +22,7 @@ from discord import app_commands
 
 from adapters.discord import incoming as conv
 from adapters.discord.ask_about import ask_about_menu
-from adapters.discord.catch_up import CatchUp
+from adapters.discord.catch_up import SETTLE_SECONDS, CatchUp
 from adapters.discord.commands import KimiGroup, SlashHandler
 from adapters.discord.events import MessageRouter
 from adapters.discord.feedback import FeedbackButton
@@ -87,7 +87,8 @@ def well_formed_interaction(data: Any) -> bool:
 
 class KimiDiscordClient(discord.AutoShardedClient):
     def __init__(self, services: Services, *, guild_ready_timeout: float = 2.0, identify_delay: float = 5.0,
-                 clock: Callable[[], datetime] = discord.utils.utcnow, **options: Any) -> None:
+                 clock: Callable[[], datetime] = discord.utils.utcnow, catch_up_settle: float = SETTLE_SECONDS,
+                 **options: Any) -> None:
         config = services.config.discord
         if config.shard_ids is not None and config.shard_count is None:
             raise ValueError("discord.shard_ids needs discord.shard_count")
@@ -121,7 +122,7 @@ class KimiDiscordClient(discord.AutoShardedClient):
         self._turns: set[asyncio.Task[Any]] = set()
         self.turns_finished = 0
         self._turn_done = asyncio.Condition()
-        self.catch_up = CatchUp(self)
+        self.catch_up = CatchUp(self, settle=catch_up_settle)
 
     def _guard_parsers(self) -> None:
         """One gateway event discord.py cannot parse (Discord added, renamed or dropped a field) must not end
