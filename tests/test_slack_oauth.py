@@ -138,6 +138,20 @@ async def test_another_replica_on_the_same_database_answers_the_installed_worksp
         await other.close()
 
 
+async def test_an_install_started_on_one_replica_finishes_on_another(
+        oauth_bot: SlackBot, fast_slack: FakeSlack, kimi: FakeKimi, store: Store) -> None:
+    """Behind a load balancer the browser's two visits may reach two replicas: the state is in the database."""
+    second_workspace(fast_slack)
+    other = await start_bot(fast_slack, kimi, store, **oauth_settings(fast_slack))
+    try:
+        fast_slack.oauth.redirect_urls = [other.url.replace("/slack/events", "/slack/oauth_redirect")]
+        status, page = await install(oauth_bot, Approval(SECOND, "Second Workspace", CAROL))
+        assert status == 200 and "Thank you!" in page
+        assert (await oauth_bot.adapter.clients.load(SECOND)).token == fast_slack.state.workspaces[SECOND].bot_token
+    finally:
+        await other.close()
+
+
 async def test_uninstall_deletes_the_workspace_and_its_events_go_unanswered(
         oauth_bot: SlackBot, kimi: FakeKimi, store: Store) -> None:
     fake = oauth_bot.fake
