@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -23,35 +21,13 @@ from storage.retry import RetryPolicy
 from storage.store import Store
 from tests.fakes.kimi import FakeKimi
 from tests.fakes.tcp_proxy import TcpProxy
+from tests.fixtures.db import sqlite_locked
 from tests.fixtures.engine import Harness, build_harness
 from tests.surface_fake import FakeSurface
 
 OUTAGE = 10.0
-HOLD_LOCK = """
-import sqlite3, sys, time
-db = sqlite3.connect(sys.argv[1], timeout=30)
-db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-db.commit()
-"""
-
 sqlite_only = pytest.mark.skipif(bool(os.environ.get("KIMIBOT_TEST_POSTGRES_URL")), reason="a SQLite file's lock")
 postgres_only = pytest.mark.skipif(not os.environ.get("KIMIBOT_TEST_POSTGRES_URL"), reason="a PostgreSQL server")
-
-
-@asynccontextmanager
-async def sqlite_locked(db_url: str, seconds: float) -> AsyncIterator[None]:
-    """Another process holds the database's write lock for `seconds` from the moment this is entered."""
-    path = make_url(db_url).database
-    holder = await asyncio.create_subprocess_exec(sys.executable, "-c", HOLD_LOCK, str(path), str(seconds),
-                                                  stdout=asyncio.subprocess.PIPE)
-    assert holder.stdout is not None
-    assert (await holder.stdout.readline()).strip() == b"locked"
-    try:
-        yield
-    finally:
-        await holder.wait()
 
 
 async def assert_answered_once(h: Harness, outcome: object, surface: FakeSurface, question: str,

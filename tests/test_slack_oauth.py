@@ -5,8 +5,10 @@ revoked tokens stop it at once, on every replica sharing the database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
+import os
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -23,6 +25,7 @@ from storage.store import Store
 from tests.fakes.kimi import FakeKimi, Reply
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_oauth import Approval
+from tests.fixtures.db import sqlite_locked
 from tests.fixtures.engine import make_config
 from tests.fixtures.slack_bot import SlackBot, start_bot
 from tests.test_slack_socket_mode import running
@@ -150,6 +153,29 @@ async def test_an_install_started_on_one_replica_finishes_on_another(
         assert (await oauth_bot.adapter.clients.load(SECOND)).token == fast_slack.state.workspaces[SECOND].bot_token
     finally:
         await other.close()
+
+
+@pytest.mark.skipif(bool(os.environ.get("KIMIBOT_TEST_POSTGRES_URL")), reason="a SQLite file's lock")
+async def test_a_database_that_cannot_save_the_install_gets_a_page_saying_so(
+        oauth_bot: SlackBot, store: Store, db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Slack has exchanged the code when another process takes the SQLite write lock, past the busy timeout."""
+    second_workspace(oauth_bot.fake)
+    async with contextlib.AsyncExitStack() as lock:
+        async def lock_the_database() -> None:
+            await lock.enter_async_context(sqlite_locked(db_url, 7.0))
+
+        oauth_bot.fake.oauth.before_answer = lock_the_database
+        with caplog.at_level(logging.WARNING, logger="adapters.slack.oauth"):
+            status, text = await install(oauth_bot, Approval(SECOND, "Second Workspace", CAROL))
+        oauth_bot.fake.oauth.before_answer = None
+    assert status == 503 and "nothing was installed" in text and 'href="/slack/install"' in text
+    failures = [r for r in caplog.records if r.getMessage() == "slack install page failed"]
+    assert len(failures) == 1 and getattr(failures[0], "page", None) == "redirect"
+    installations = AsyncSQLAlchemyInstallationStore(oauth_bot.fake.client_id, store.engine)
+    assert await installations.async_find_bot(enterprise_id=None, team_id=SECOND) is None
+    # The database is back: the same person starts again and it works.
+    status, page_text = await install(oauth_bot, Approval(SECOND, "Second Workspace", CAROL))
+    assert status == 200 and "Thank you!" in page_text
 
 
 async def test_uninstall_deletes_the_workspace_and_its_events_go_unanswered(

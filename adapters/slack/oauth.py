@@ -10,6 +10,7 @@ workspace's rows, so its events stop being answered at once, on every replica.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +30,11 @@ from adapters.slack.clients import SlackClients
 from bot.config_platforms import SlackOAuthConfig
 
 log = logging.getLogger(__name__)
+
+UNAVAILABLE = """<!DOCTYPE html><html><head><title>kimibot</title></head><body>
+<h2>The install could not be finished</h2>
+<p>kimibot's database did not answer, so nothing was installed. <a href="{install}">Start again</a> in a minute.</p>
+</body></html>"""
 
 
 class SlackInstalls:
@@ -75,12 +81,22 @@ class SlackInstalls:
         assert flow is not None
 
         async def install(request: web.Request) -> web.StreamResponse:
-            return await to_aiohttp_response(await flow.handle_installation(_bolt_request(request)))
+            return await self._page("install", flow.handle_installation(_bolt_request(request)))
 
         async def redirect(request: web.Request) -> web.StreamResponse:
-            return await to_aiohttp_response(await flow.handle_callback(_bolt_request(request)))
+            return await self._page("redirect", flow.handle_callback(_bolt_request(request)))
 
         return [web.get(self.config.install_path, install), web.get(self.config.redirect_path, redirect)]
+
+    async def _page(self, name: str, response: Awaitable[BoltResponse]) -> web.StreamResponse:
+        """Bolt turns Slack's refusals into its failure page, but a database error saving the state or the
+        installation would reach aiohttp as a 500 with a traceback: the person gets a page saying what to do."""
+        try:
+            return await to_aiohttp_response(await response)
+        except Exception as error:
+            log.warning("slack install page failed", extra={"page": name, "error": type(error).__name__})
+            return web.Response(status=503, content_type="text/html",
+                                text=UNAVAILABLE.format(install=self.config.install_path))
 
     def listen(self, app: AsyncApp, clients: SlackClients) -> None:
         """Bolt's revocation listeners delete the rows; this process also drops the workspace's clients."""

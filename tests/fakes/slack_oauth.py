@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -53,6 +53,8 @@ class OAuthServer:
         self.next_approval: Approval | None = None
         self._grants: dict[str, Grant] = {}
         self.exchanges: list[dict[str, str]] = []  # every oauth.v2.access call's outcome, for assertions
+        # Awaited before a successful exchange is answered: what else happens meanwhile (a test's fault).
+        self.before_answer: Callable[[], Awaitable[object]] | None = None
 
     def routes(self) -> list[web.RouteDef]:
         # Registered before the generic /api/{method} route: this method is authenticated by the client's
@@ -104,6 +106,8 @@ class OAuthServer:
         self.exchanges.append({"outcome": error or "ok", "team": grant.team_id if grant else ""})
         if error is not None or grant is None:
             return web.json_response({"ok": False, "error": error or "invalid_code"})
+        if self.before_answer is not None:
+            await self.before_answer()
         ws = self._install(grant)
         return web.json_response({
             "ok": True, "app_id": ws.app_id, "authed_user": {"id": grant.user_id},
