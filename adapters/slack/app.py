@@ -55,20 +55,20 @@ class SlackAdapter:
         # Bolt's loggers copy their level from the logger given here when they are made (from the root's
         # otherwise), so this is what keeps its INFO lines (request bodies among them) out of the log.
         bolt_logger = logging.getLogger("slack_bolt")
-        self.installs: SlackInstalls | None = None
-        if cfg.oauth.enabled:
-            self.installs = SlackInstalls(cfg.oauth, services.store.engine, bolt_logger)
+        # One bot token, or (with [slack.oauth]) each workspace's own, stored when it installed the app.
+        self.installs = SlackInstalls(cfg.oauth, services.store.engine, bolt_logger) if cfg.oauth.enabled else None
+        oauth: dict[str, Any] = {}
+        if self.installs is not None:
             self.clients = SlackClients(cfg.api_url, find_token=self.installs.find_token)
-            self.app = AsyncApp(client=self.clients.app_client, signing_secret=secret,
-                                request_verification_enabled=secret is not None, logger=bolt_logger,
-                                oauth_settings=self.installs.settings, authorize=self.installs.authorize)
-            self.installs.listen(self.app, self.clients)
-        else:
-            if cfg.bot_token is None:
-                raise ValueError("slack.bot_token is not set")
+            oauth = {"oauth_settings": self.installs.settings, "authorize": self.installs.authorize}
+        elif cfg.bot_token is not None:
             self.clients = SlackClients.single(cfg.bot_token.get_secret_value(), cfg.api_url)
-            self.app = AsyncApp(client=self.clients.app_client, signing_secret=secret,
-                                request_verification_enabled=secret is not None, logger=bolt_logger)
+        else:
+            raise ValueError("slack.bot_token is not set")
+        self.app = AsyncApp(client=self.clients.app_client, signing_secret=secret,
+                            request_verification_enabled=secret is not None, logger=bolt_logger, **oauth)
+        if self.installs is not None:
+            self.installs.listen(self.app, self.clients)
         self.app.use(self._remember_workspace)
         # HTTP mode needs the signing secret (runner.check_config); Socket Mode connections are authenticated.
         metrics = services.engine.metrics
