@@ -374,8 +374,9 @@ def apply_environment(data: dict[str, Any], env: Mapping[str, str]) -> dict[str,
             continue
         if "__" not in name:
             # Top-level arrays of tables ([[limits]]) have no section: KIMIBOT_LIMITS='[{...}]'.
-            if name.removeprefix("KIMIBOT_").lower() in TOP_LEVEL_ARRAYS:
-                data[name.removeprefix("KIMIBOT_").lower()] = _env_value(raw)
+            key = name.removeprefix("KIMIBOT_").lower()
+            if key in TOP_LEVEL_ARRAYS:
+                data[key] = _env_value(raw)
             continue
         path = [part.lower() for part in name.removeprefix("KIMIBOT_").split("__")]
         if any(not part for part in path):

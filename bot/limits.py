@@ -174,9 +174,9 @@ class SpendingLimits:
         except (IndexError, ValueError):
             return SET_USAGE.format(p=prefix)
         where = (message.platform, message.workspace)
-        self._cache.pop(where, None)
         if action == "unset":
             done = await self._store.unset_workspace_limit(*where, scope.value, period.value)
+            self._cache.pop(where, None)
             return ("Back to the configured limit for that scope and period." if done
                     else "This workspace had not set that limit.")
         amount = " ".join(words[2:]).lower()

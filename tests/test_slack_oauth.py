@@ -12,6 +12,7 @@ import os
 import re
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,6 +22,7 @@ from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstall
 from adapters.slack.clients import NotInstalled
 from adapters.slack.runner import check_config
 from bot.config import ConfigError
+from bot.config_platforms import DEFAULT_BOT_SCOPES
 from storage.store import Store
 from tests.fakes.kimi import FakeKimi, Reply
 from tests.fakes.slack import FakeSlack
@@ -287,3 +289,10 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_an_oauth_install_asks_for_the_manifests_bot_scopes() -> None:
+    """[slack.oauth] scopes defaults to the manifest's bot scopes, written out in the config; they must not drift."""
+    manifest = (Path(__file__).resolve().parent.parent / "adapters" / "slack" / "manifest.yaml").read_text()
+    bot = manifest[manifest.index("    bot:\n"):manifest.index("settings:")]
+    assert re.findall(r"^      - ([\w:.]+)", bot, re.MULTILINE) == DEFAULT_BOT_SCOPES

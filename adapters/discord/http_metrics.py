@@ -37,13 +37,13 @@ def http_trace(metrics: Metrics) -> aiohttp.TraceConfig:
     async def on_end(session: aiohttp.ClientSession, context: SimpleNamespace,
                      params: aiohttp.TraceRequestEndParams) -> None:
         method = params.method.upper()
-        status = params.response.status
-        if method == "GET" and status != 429:
-            return  # reads are not writes; a read's 429 still counts below
+        write, limited = method != "GET", params.response.status == 429
+        if not (write or limited):
+            return  # a read that went through: nothing to count
         route = route_template(method, params.url.path)
-        if method != "GET":
+        if write:
             metrics.writes.labels(PLATFORM, route).inc()
-        if status == 429:
+        if limited:
             metrics.rate_limited.labels(PLATFORM, route).inc()
 
     trace = aiohttp.TraceConfig()

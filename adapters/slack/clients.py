@@ -8,7 +8,6 @@ after a restart) loads the token first with `load`.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -17,8 +16,6 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
-
-log = logging.getLogger(__name__)
 
 FindToken = Callable[[str], Awaitable[str | None]]
 
@@ -58,10 +55,6 @@ class SlackClients:
     @classmethod
     def single(cls, token: str, api_url: str) -> SlackClients:
         return cls(api_url, fixed=make_clients(token, api_url))
-
-    @property
-    def multi_workspace(self) -> bool:
-        return self._fixed is None
 
     @property
     def app_client(self) -> AsyncWebClient:
